@@ -1,0 +1,54 @@
+//! The projection engine and Opora's read models.
+//!
+//! A projection is a named fold of the log into tables of its own schema (the schema has the
+//! projection's name). The runner applies the log to it in batches; each batch's read-model
+//! writes and the projection's checkpoint commit in one transaction, so no event is applied
+//! twice and none is skipped, whatever crashes where. See ARCHITECTURE.md.
+
+pub mod reference;
+mod runner;
+
+pub use runner::{rebuild, status, RebuildReport, Runner, RunnerConfig, Status};
+
+use async_trait::async_trait;
+use opora_store::log::DecodeError;
+use opora_store::RecordedEvent;
+use sqlx::PgConnection;
+use std::sync::Arc;
+
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// The projection's name: its checkpoint's key and the schema of its tables.
+    fn name(&self) -> &'static str;
+
+    /// Applies `events` (in log order, all after the checkpoint) to the read model. Runs in
+    /// the batch's transaction with `search_path` set to the schema being written (the live
+    /// one, or a fresh copy during a rebuild), so table names are written unqualified.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("unknown projection «{0}»")]
+    Unknown(String),
+    #[error("{0}")]
+    Invariant(String),
+}
+
+/// Every projection of the product, in the order they are run.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(reference::ReferenceProjection::new())]
+}
+
+/// The projection called `name`, if there is one.
+pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}

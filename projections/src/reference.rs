@@ -1,0 +1,210 @@
+//! The `reference` projection: regions with their time zones, and municipalities.
+//!
+//! Set-based: a batch is first folded in memory into one patch per row, then written with
+//! one statement per kind of change. A rebuild over a million renames thus writes each row
+//! once per batch, not once per event.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use cqrs_es::persist::EventUpcaster;
+use opora_domain::reference::{MunicipalityEvent, RegionEvent};
+use opora_store::RecordedEvent;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{Projection, ProjectionError};
+
+pub struct ReferenceProjection {
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+}
+
+impl ReferenceProjection {
+    pub fn new() -> Self {
+        Self {
+            upcasters: opora_domain::upcast::all(),
+        }
+    }
+}
+
+impl Default for ReferenceProjection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a batch changes in one row: `Some` fields are set. A row registered in this batch
+/// has every field set and is upserted; otherwise the fields are updated in place.
+#[derive(Default)]
+struct Patch {
+    region_code: Option<String>,
+    name: Option<String>,
+    kind: Option<String>,
+    federal_district: Option<String>,
+    time_zone: Option<String>,
+    registered: bool,
+}
+
+#[async_trait]
+impl Projection for ReferenceProjection {
+    fn name(&self) -> &'static str {
+        "reference"
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut regions: HashMap<String, Patch> = HashMap::new();
+        let mut municipalities: HashMap<Uuid, Patch> = HashMap::new();
+        for event in events {
+            match event.aggregate_type.as_str() {
+                "Region" => {
+                    let patch = regions.entry(event.aggregate_id.clone()).or_default();
+                    match event.decode::<RegionEvent>(&self.upcasters)? {
+                        RegionEvent::RegionRegistered {
+                            name,
+                            kind,
+                            federal_district,
+                            time_zone,
+                            ..
+                        } => {
+                            patch.registered = true;
+                            patch.name = Some(name.as_str().to_owned());
+                            patch.kind = Some(kind.code().to_owned());
+                            patch.federal_district = Some(federal_district.as_str().to_owned());
+                            patch.time_zone = Some(time_zone.as_str().to_owned());
+                        }
+                        RegionEvent::RegionRenamed { name } => {
+                            patch.name = Some(name.as_str().to_owned());
+                        }
+                        RegionEvent::RegionTimeZoneChanged { time_zone } => {
+                            patch.time_zone = Some(time_zone.as_str().to_owned());
+                        }
+                    }
+                }
+                "Municipality" => {
+                    let id = Uuid::parse_str(&event.aggregate_id).map_err(|_| {
+                        ProjectionError::Invariant(format!(
+                            "municipality id «{}» at {} is not a UUID",
+                            event.aggregate_id, event.at
+                        ))
+                    })?;
+                    let patch = municipalities.entry(id).or_default();
+                    match event.decode::<MunicipalityEvent>(&self.upcasters)? {
+                        MunicipalityEvent::MunicipalityRegistered {
+                            region_code,
+                            name,
+                            kind,
+                        } => {
+                            patch.registered = true;
+                            patch.region_code = Some(region_code.as_str().to_owned());
+                            patch.name = Some(name.as_str().to_owned());
+                            patch.kind = Some(kind.code().to_owned());
+                        }
+                        MunicipalityEvent::MunicipalityRenamed { name } => {
+                            patch.name = Some(name.as_str().to_owned());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        write_regions(conn, regions).await?;
+        write_municipalities(conn, municipalities).await?;
+        Ok(())
+    }
+}
+
+async fn write_regions(
+    conn: &mut PgConnection,
+    patches: HashMap<String, Patch>,
+) -> Result<(), ProjectionError> {
+    let (new, changed): (Vec<_>, Vec<_>) = patches.into_iter().partition(|(_, p)| p.registered);
+    if !new.is_empty() {
+        let mut cols: [Vec<Option<String>>; 5] = Default::default();
+        for (code, p) in new {
+            let row = [Some(code), p.name, p.kind, p.federal_district, p.time_zone];
+            for (col, value) in cols.iter_mut().zip(row) {
+                col.push(value);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO region (code, name, kind, federal_district, time_zone) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+             ON CONFLICT (code) DO UPDATE SET name = excluded.name, kind = excluded.kind, \
+               federal_district = excluded.federal_district, time_zone = excluded.time_zone",
+        )
+        .bind(&cols[0])
+        .bind(&cols[1])
+        .bind(&cols[2])
+        .bind(&cols[3])
+        .bind(&cols[4])
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !changed.is_empty() {
+        let mut cols: [Vec<Option<String>>; 3] = Default::default();
+        for (code, p) in changed {
+            let row = [Some(code), p.name, p.time_zone];
+            for (col, value) in cols.iter_mut().zip(row) {
+                col.push(value);
+            }
+        }
+        sqlx::query(
+            "UPDATE region AS r SET name = coalesce(u.name, r.name), \
+                    time_zone = coalesce(u.time_zone, r.time_zone) \
+               FROM unnest($1::text[], $2::text[], $3::text[]) AS u(code, name, time_zone) \
+              WHERE r.code = u.code",
+        )
+        .bind(&cols[0])
+        .bind(&cols[1])
+        .bind(&cols[2])
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_municipalities(
+    conn: &mut PgConnection,
+    patches: HashMap<Uuid, Patch>,
+) -> Result<(), ProjectionError> {
+    let (new, changed): (Vec<_>, Vec<_>) = patches.into_iter().partition(|(_, p)| p.registered);
+    if !new.is_empty() {
+        let mut ids = Vec::with_capacity(new.len());
+        let mut cols: [Vec<Option<String>>; 3] = Default::default();
+        for (id, p) in new {
+            ids.push(id);
+            for (col, value) in cols.iter_mut().zip([p.region_code, p.name, p.kind]) {
+                col.push(value);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO municipality (id, region_code, name, kind) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+             ON CONFLICT (id) DO UPDATE SET region_code = excluded.region_code, \
+               name = excluded.name, kind = excluded.kind",
+        )
+        .bind(&ids)
+        .bind(&cols[0])
+        .bind(&cols[1])
+        .bind(&cols[2])
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !changed.is_empty() {
+        let (ids, names): (Vec<Uuid>, Vec<Option<String>>) =
+            changed.into_iter().map(|(id, p)| (id, p.name)).unzip();
+        sqlx::query(
+            "UPDATE municipality AS m SET name = coalesce(u.name, m.name) \
+               FROM unnest($1::uuid[], $2::text[]) AS u(id, name) WHERE m.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&names)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,423 @@
+//! Catch-up, live following, status and rebuild-and-swap.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opora_store::log::{self, LogPosition};
+use opora_store::{EventLog, NOTIFY_CHANNEL};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool, Row};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::{Projection, ProjectionError};
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Events per batch (per transaction) when following the log.
+    pub batch_size: i64,
+    /// Events per batch during a rebuild: larger sets, fewer transactions.
+    pub rebuild_batch_size: i64,
+    /// Polling fallback when no notification arrives.
+    pub poll_interval: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 1_000,
+            rebuild_batch_size: 20_000,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Follows the log and keeps every projection up to date.
+#[derive(Clone)]
+pub struct Runner {
+    log: EventLog,
+    config: RunnerConfig,
+}
+
+impl Runner {
+    pub fn new(log: EventLog, config: RunnerConfig) -> Self {
+        Self { log, config }
+    }
+
+    /// Applies at most one batch to `projection`; returns how many events it applied.
+    pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        let name = projection.name();
+        step_into(
+            self.log.pool(),
+            projection,
+            name,
+            name,
+            self.config.batch_size,
+        )
+        .await
+    }
+
+    /// Applies batches until the projection has caught up with every finished transaction.
+    pub async fn catch_up(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        let mut total = 0;
+        loop {
+            let applied = self.step(projection).await?;
+            total += applied;
+            if (applied as i64) < self.config.batch_size {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs every projection until `shutdown` turns true. Each one wakes on an append made
+    /// in this process, on a NOTIFY from another process, or on the polling interval.
+    pub fn spawn(
+        &self,
+        projections: Vec<Arc<dyn Projection>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let (wake, _) = watch::channel(0_u64);
+        let mut tasks = vec![tokio::spawn(forward_wakeups(
+            self.log.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ))];
+        for projection in projections {
+            let runner = self.clone();
+            let woken = wake.subscribe();
+            let shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                runner.follow(projection, woken, shutdown).await;
+            }));
+        }
+        tasks
+    }
+
+    async fn follow(
+        &self,
+        projection: Arc<dyn Projection>,
+        mut woken: watch::Receiver<u64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // After a wake-up that found nothing, the appending transaction may still be
+        // waiting behind an older open one (its events are held back until that ends):
+        // look again soon, a few times, before falling back to the polling interval.
+        let mut quick_retries = 0_u32;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.step(projection.as_ref()).await {
+                Ok(applied) if applied as i64 >= self.config.batch_size => continue,
+                Ok(applied) => {
+                    if applied > 0 {
+                        quick_retries = 0;
+                    }
+                    if quick_retries > 0 {
+                        quick_retries -= 1;
+                        Duration::from_millis(20)
+                    } else {
+                        self.config.poll_interval
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(projection = projection.name(), %error, "projection batch failed; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                changed = woken.changed() => {
+                    if changed.is_err() { return; }
+                    quick_retries = 25;
+                }
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// Turns local appends and PostgreSQL notifications into one wake-up signal.
+async fn forward_wakeups(
+    log: EventLog,
+    wake: watch::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut local = log.subscribe();
+    let mut listener = match PgListener::connect_with(log.pool()).await {
+        Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "LISTEN failed; relying on polling");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "no listener connection; relying on polling");
+            None
+        }
+    };
+    loop {
+        let bump = || wake.send_modify(|n| *n = n.wrapping_add(1));
+        tokio::select! {
+            changed = local.changed() => {
+                if changed.is_err() { return; }
+                bump();
+            }
+            notified = async {
+                match listener.as_mut() {
+                    Some(listener) => listener.recv().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            } => {
+                match notified {
+                    Ok(()) => bump(),
+                    Err(error) => {
+                        // PgListener reconnects on the next recv; do not spin meanwhile.
+                        tracing::warn!(%error, "notification connection lost");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
+    }
+}
+
+/// One batch: lock the checkpoint, read what follows it, apply, move the checkpoint, commit.
+/// The row lock also keeps two runners (two servers) from applying the same batch.
+async fn step_into(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    checkpoint: &str,
+    schema: &str,
+    limit: i64,
+) -> Result<usize, ProjectionError> {
+    let mut tx = pool.begin().await?;
+    let applied = apply_batch(&mut tx, projection, checkpoint, schema, limit).await?;
+    if applied > 0 {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(applied)
+}
+
+async fn apply_batch(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    checkpoint: &str,
+    schema: &str,
+    limit: i64,
+) -> Result<usize, ProjectionError> {
+    let after = lock_checkpoint(conn, checkpoint).await?;
+    let events = log::read_after(conn, after, limit).await?;
+    let Some(last) = events.last() else {
+        return Ok(0);
+    };
+    let last = last.at;
+    sqlx::query(&format!(
+        "SELECT set_config('search_path', '{}', true)",
+        identifier(schema)?
+    ))
+    .execute(&mut *conn)
+    .await?;
+    projection.apply(conn, &events).await?;
+    sqlx::query(
+        "UPDATE public.projection_checkpoint \
+            SET tx_id = $2, position = $3, applied = applied + $4, updated_at = now() \
+          WHERE name = $1",
+    )
+    .bind(checkpoint)
+    .bind(last.tx_id)
+    .bind(last.position)
+    .bind(events.len() as i64)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT set_config('search_path', 'public', true)")
+        .execute(&mut *conn)
+        .await?;
+    Ok(events.len())
+}
+
+async fn lock_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<LogPosition, ProjectionError> {
+    let row = sqlx::query(
+        "SELECT tx_id, position FROM public.projection_checkpoint WHERE name = $1 FOR UPDATE",
+    )
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| ProjectionError::Unknown(name.to_owned()))?;
+    Ok(LogPosition {
+        tx_id: row.try_get("tx_id")?,
+        position: row.try_get("position")?,
+    })
+}
+
+/// Schema names come from code, but are checked anyway before being spliced into SQL.
+fn identifier(name: &str) -> Result<&str, ProjectionError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(ProjectionError::Invariant(format!(
+            "«{name}» is not a valid projection name"
+        )))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub name: String,
+    pub at: LogPosition,
+    pub applied: i64,
+    /// Events in the log after the checkpoint (counted up to 1,000,000).
+    pub behind: i64,
+    /// Age of the oldest event not yet applied; 0 when caught up.
+    pub lag_seconds: f64,
+    pub updated_at: OffsetDateTime,
+}
+
+pub async fn status(pool: &PgPool) -> Result<Vec<Status>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT name, tx_id, position, applied, updated_at FROM projection_checkpoint \
+          WHERE name NOT LIKE '%\\_\\_next' ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut conn = pool.acquire().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let at = LogPosition {
+            tx_id: row.try_get("tx_id")?,
+            position: row.try_get("position")?,
+        };
+        let (behind, lag_seconds) = log::lag(&mut conn, at, 1_000_000).await?;
+        out.push(Status {
+            name: row.try_get("name")?,
+            at,
+            applied: row.try_get("applied")?,
+            behind,
+            lag_seconds,
+            updated_at: row.try_get("updated_at")?,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct RebuildReport {
+    pub events: i64,
+    pub seconds: f64,
+}
+
+impl RebuildReport {
+    pub fn events_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.events as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Rebuilds `projection` from the whole log into fresh tables and swaps them in.
+///
+/// The fresh tables are `CREATE TABLE … (LIKE live INCLUDING ALL)` copies in the schema
+/// `NAME__next`, so their definition stays in `migrations/`. The live tables keep serving
+/// (and the live runner keeps following) until the swap, which happens in one transaction
+/// holding the live checkpoint's lock: finish the last events, rename the schemas, carry the
+/// checkpoint over. The live runner then continues from the rebuilt position.
+pub async fn rebuild(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    batch_size: i64,
+) -> Result<RebuildReport, ProjectionError> {
+    let started = Instant::now();
+    let live = identifier(projection.name())?.to_owned();
+    let next = format!("{live}__next");
+    let old = format!("{live}__old");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1")
+            .bind(&live)
+            .fetch_all(pool)
+            .await?;
+    if tables.is_empty() {
+        return Err(ProjectionError::Unknown(live));
+    }
+    {
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {next} CASCADE"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!("CREATE SCHEMA {next}"))
+            .execute(&mut *tx)
+            .await?;
+        for table in &tables {
+            sqlx::query(&format!(
+                "CREATE TABLE {next}.{t} (LIKE {live}.{t} INCLUDING ALL)",
+                t = identifier(table)?
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO projection_checkpoint (name) VALUES ($1) \
+             ON CONFLICT (name) DO UPDATE SET tx_id = 0, position = 0, applied = 0, updated_at = now()",
+        )
+        .bind(&next)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    let mut events = 0_i64;
+    loop {
+        let applied = step_into(pool, projection, &next, &next, batch_size).await? as i64;
+        events += applied;
+        if applied < batch_size {
+            break;
+        }
+    }
+    let mut tx = pool.begin().await?;
+    lock_checkpoint(&mut tx, &live).await?;
+    loop {
+        let applied = apply_batch(&mut tx, projection, &next, &next, batch_size).await? as i64;
+        events += applied;
+        if applied == 0 {
+            break;
+        }
+    }
+    for statement in [
+        format!("ALTER SCHEMA {live} RENAME TO {old}"),
+        format!("ALTER SCHEMA {next} RENAME TO {live}"),
+        format!("DROP SCHEMA {old} CASCADE"),
+    ] {
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
+    sqlx::query(
+        "UPDATE projection_checkpoint AS live \
+            SET tx_id = n.tx_id, position = n.position, applied = n.applied, updated_at = now() \
+           FROM projection_checkpoint AS n WHERE live.name = $1 AND n.name = $2",
+    )
+    .bind(&live)
+    .bind(&next)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM projection_checkpoint WHERE name = $1")
+        .bind(&next)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(RebuildReport {
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

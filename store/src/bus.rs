@@ -1,0 +1,228 @@
+//! The command bus: executes a command through cqrs-es exactly once per command id.
+//!
+//! The hot path costs two round trips (load the stream, append): the journal is not
+//! checked first. A replayed command is recognised where it is cheap to do so:
+//! - it produces events again: the journal's primary key refuses the append, and the first
+//!   outcome is read back;
+//! - it is refused by the aggregate now (state has moved on): the journal is consulted
+//!   before the refusal is recorded, and an earlier acceptance wins;
+//! - it produces no events: the journal is consulted too.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use opora_domain::DatedCommand;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::Row;
+use time::format_description::well_known::Iso8601;
+use uuid::Uuid;
+
+use crate::repository::DuplicateCommand;
+use crate::{EventLog, PgEventRepository};
+
+pub const META_COMMAND_ID: &str = "command_id";
+pub const META_ACTOR: &str = "actor";
+pub const META_CORRELATION_ID: &str = "correlation_id";
+pub const META_EFFECTIVE_DATE: &str = "effective_date";
+
+/// Who asks, and under which ids. `command_id` is chosen by the caller (a form's hidden
+/// field, an API idempotency key) so that a retry carries the same id.
+#[derive(Debug, Clone)]
+pub struct CommandMeta {
+    pub command_id: Uuid,
+    pub actor: String,
+    pub correlation_id: Uuid,
+}
+
+impl CommandMeta {
+    /// A fresh command id, correlated with itself.
+    pub fn new(actor: impl Into<String>) -> Self {
+        let command_id = Uuid::now_v7();
+        Self {
+            command_id,
+            actor: actor.into(),
+            correlation_id: command_id,
+        }
+    }
+    pub fn with_command_id(mut self, command_id: Uuid) -> Self {
+        self.command_id = command_id;
+        self
+    }
+}
+
+/// What happened to a command that was not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executed {
+    /// Its events were appended now.
+    Applied,
+    /// It had been executed before and was accepted then; nothing was appended now.
+    AlreadyApplied,
+    /// It changed nothing (the aggregate decided no event was needed).
+    NothingToDo,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: StdError> {
+    /// The aggregate refused the command (now, or the first time this command id ran).
+    #[error("{0}")]
+    Rejected(E),
+    /// Someone else appended to the same stream between our load and our append.
+    #[error("the record was changed by someone else; reload and try again")]
+    Conflict,
+    #[error("unexpected error: {0}")]
+    Unexpected(Box<dyn StdError + Send + Sync>),
+}
+
+/// Executes commands of one aggregate type. It drives cqrs-es's `EventStore` (load, handle
+/// through an `EventSink`, commit) itself rather than through `CqrsFramework`, whose
+/// `execute` does not say whether anything was appended; no queries are dispatched after
+/// commit: read models are built by the projection runner from the committed log (a crash
+/// between commit and dispatch would otherwise lose them).
+pub struct CommandBus<A>
+where
+    A: Aggregate,
+{
+    store: PersistedEventStore<PgEventRepository, A>,
+    services: A::Services,
+    log: EventLog,
+}
+
+impl<A> CommandBus<A>
+where
+    A: Aggregate,
+    A::Command: DatedCommand,
+    A::Error: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    pub fn new(log: EventLog, services: A::Services) -> Self {
+        let store = PersistedEventStore::new_event_store(log.repository())
+            .with_upcasters(opora_domain::upcast::all());
+        Self {
+            store,
+            services,
+            log,
+        }
+    }
+
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<Executed, CommandError<A::Error>> {
+        let mut metadata = HashMap::from([
+            (META_COMMAND_ID.to_owned(), meta.command_id.to_string()),
+            (META_ACTOR.to_owned(), meta.actor.clone()),
+            (
+                META_CORRELATION_ID.to_owned(),
+                meta.correlation_id.to_string(),
+            ),
+        ]);
+        if let Some(date) = command.effective_date() {
+            let formatted = date
+                .format(&Iso8601::DATE)
+                .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+            metadata.insert(META_EFFECTIVE_DATE.to_owned(), formatted);
+        }
+        let mut context = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(framework_error)?;
+        let sink = EventSink::default();
+        if let Err(refusal) = context
+            .aggregate()
+            .handle(command, &self.services, &sink)
+            .await
+        {
+            return match self.first_outcome(meta.command_id).await? {
+                Some(Ok(())) => Ok(Executed::AlreadyApplied),
+                Some(Err(first)) => Err(CommandError::Rejected(first)),
+                None => {
+                    self.record_refusal(aggregate_id, meta, &refusal).await?;
+                    Err(CommandError::Rejected(refusal))
+                }
+            };
+        }
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return match self.first_outcome(meta.command_id).await? {
+                Some(Ok(())) => Ok(Executed::AlreadyApplied),
+                Some(Err(first)) => Err(CommandError::Rejected(first)),
+                None => Ok(Executed::NothingToDo),
+            };
+        }
+        match self.store.commit(events, context, metadata).await {
+            Ok(_) => Ok(Executed::Applied),
+            Err(AggregateError::UnexpectedError(error)) if error.is::<DuplicateCommand>() => {
+                match self.first_outcome(meta.command_id).await? {
+                    Some(Ok(())) => Ok(Executed::AlreadyApplied),
+                    Some(Err(first)) => Err(CommandError::Rejected(first)),
+                    None => Err(CommandError::Unexpected(error)),
+                }
+            }
+            Err(error) => Err(framework_error(error)),
+        }
+    }
+
+    /// The journal's verdict on a command id: accepted, refused (with the refusal), or none.
+    async fn first_outcome(
+        &self,
+        command_id: Uuid,
+    ) -> Result<Option<Result<(), A::Error>>, CommandError<A::Error>> {
+        let row = sqlx::query("SELECT outcome, error FROM command WHERE command_id = $1")
+            .bind(command_id)
+            .fetch_optional(self.log.pool())
+            .await
+            .map_err(unexpected)?;
+        let Some(row) = row else { return Ok(None) };
+        let outcome: String = row.try_get("outcome").map_err(unexpected)?;
+        if outcome == "accepted" {
+            return Ok(Some(Ok(())));
+        }
+        let error: serde_json::Value = row.try_get("error").map_err(unexpected)?;
+        let refusal: A::Error =
+            serde_json::from_value(error).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+        Ok(Some(Err(refusal)))
+    }
+
+    async fn record_refusal(
+        &self,
+        aggregate_id: &str,
+        meta: &CommandMeta,
+        refusal: &A::Error,
+    ) -> Result<(), CommandError<A::Error>> {
+        let error =
+            serde_json::to_value(refusal).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
+        sqlx::query(
+            "INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, error, actor) \
+             VALUES ($1, $2, $3, 'rejected', $4, $5) ON CONFLICT (command_id) DO NOTHING",
+        )
+        .bind(meta.command_id)
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(error)
+        .bind(&meta.actor)
+        .execute(self.log.pool())
+        .await
+        .map_err(unexpected)?;
+        Ok(())
+    }
+}
+
+fn framework_error<E: StdError>(error: AggregateError<E>) -> CommandError<E> {
+    match error {
+        AggregateError::UserError(refusal) => CommandError::Rejected(refusal),
+        AggregateError::AggregateConflict => CommandError::Conflict,
+        AggregateError::DatabaseConnectionError(error)
+        | AggregateError::DeserializationError(error)
+        | AggregateError::UnexpectedError(error) => CommandError::Unexpected(error),
+    }
+}
+
+fn unexpected<E: StdError>(error: sqlx::Error) -> CommandError<E> {
+    CommandError::Unexpected(Box::new(error))
+}

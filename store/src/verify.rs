@@ -1,0 +1,254 @@
+//! `opora verify`: recompute every hash of the log and report the first event that is not
+//! what was written.
+//!
+//! The hash input is rebuilt here, in Rust, from the stored columns — not by calling the
+//! database function that wrote it — so a changed function cannot hide a changed row.
+//! Checks, per stream, in sequence order:
+//! - sequences run 1, 2, 3, … (a hole means deleted events);
+//! - each `prev_hash` is the `hash` of the event before it;
+//! - each `hash` is sha256(prev_hash || input);
+//! - the stream is as long as the command journal says it was made (a deleted tail).
+//!
+//! "First" means first in the global order (tx_id, position).
+
+use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+
+use crate::log::LogPosition;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Global position of the event concerned (for a missing event: of the one after it,
+    /// or of the stream's last event when its tail is missing).
+    pub at: LogPosition,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Events `from..=to` of the stream are missing.
+    Missing { from: i64, to: i64 },
+    /// The event's content no longer matches its hash.
+    ContentChanged,
+    /// The event's link to the previous event is broken.
+    ChainBroken,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stream = format!("{}/{}", self.aggregate_type, self.aggregate_id);
+        match &self.problem {
+            Problem::Missing { from, to } if from == to => write!(
+                f,
+                "missing event: {stream} #{from} is absent (next known event at {})",
+                self.at
+            ),
+            Problem::Missing { from, to } => write!(
+                f,
+                "missing events: {stream} #{from}–#{to} are absent (near {})",
+                self.at
+            ),
+            Problem::ContentChanged => write!(
+                f,
+                "tampered event: {stream} #{} at {} does not match its hash",
+                self.sequence, self.at
+            ),
+            Problem::ChainBroken => write!(
+                f,
+                "tampered event: {stream} #{} at {} is not linked to the event before it",
+                self.sequence, self.at
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub events: u64,
+    pub streams: u64,
+    /// The earliest problem in global order, if any.
+    pub first_problem: Option<Finding>,
+    /// How many problems were found in all.
+    pub problems: u64,
+}
+
+const GENESIS: [u8; 32] = [0; 32];
+
+pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
+    let journal: std::collections::HashMap<(String, String), i64> = sqlx::query(
+        "SELECT aggregate_type, aggregate_id, max(last_sequence) AS last FROM command \
+          WHERE outcome = 'accepted' GROUP BY 1, 2",
+    )
+    .try_map(|row: sqlx::postgres::PgRow| {
+        Ok((
+            (row.try_get("aggregate_type")?, row.try_get("aggregate_id")?),
+            row.try_get("last")?,
+        ))
+    })
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+
+    let mut rows = sqlx::query(
+        "SELECT tx_id, position, aggregate_type, aggregate_id, sequence, event_type, \
+                event_version, payload::text AS payload, metadata::text AS metadata, \
+                to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+                  AS recorded_at, prev_hash, hash \
+           FROM event ORDER BY aggregate_type, aggregate_id, sequence",
+    )
+    .fetch(pool);
+
+    let mut report = Report {
+        events: 0,
+        streams: 0,
+        first_problem: None,
+        problems: 0,
+    };
+    let mut stream: Option<(String, String)> = None;
+    let mut seen = std::collections::HashSet::new();
+    let mut expected_sequence = 1_i64;
+    let mut previous_hash: Vec<u8> = GENESIS.to_vec();
+    let mut last_at = LogPosition::default();
+
+    let found = |finding: Finding, report: &mut Report| {
+        report.problems += 1;
+        let earlier = report
+            .first_problem
+            .as_ref()
+            .is_none_or(|first| finding.at < first.at);
+        if earlier {
+            report.first_problem = Some(finding);
+        }
+    };
+
+    while let Some(row) = rows.try_next().await? {
+        let aggregate_type: String = row.try_get("aggregate_type")?;
+        let aggregate_id: String = row.try_get("aggregate_id")?;
+        let at = LogPosition {
+            tx_id: row.try_get("tx_id")?,
+            position: row.try_get("position")?,
+        };
+        let key = (aggregate_type.clone(), aggregate_id.clone());
+        if stream.as_ref() != Some(&key) {
+            if let Some((t, i)) = stream.take() {
+                check_tail(&journal, t, i, expected_sequence - 1, last_at, &mut |f| {
+                    found(f, &mut report)
+                });
+            }
+            seen.insert(key.clone());
+            stream = Some(key);
+            report.streams += 1;
+            expected_sequence = 1;
+            previous_hash = GENESIS.to_vec();
+        }
+        report.events += 1;
+        let sequence: i64 = row.try_get("sequence")?;
+        let prev_hash: Vec<u8> = row.try_get("prev_hash")?;
+        let hash: Vec<u8> = row.try_get("hash")?;
+        if sequence != expected_sequence {
+            found(
+                Finding {
+                    at,
+                    aggregate_type: aggregate_type.clone(),
+                    aggregate_id: aggregate_id.clone(),
+                    sequence,
+                    problem: Problem::Missing {
+                        from: expected_sequence,
+                        to: sequence - 1,
+                    },
+                },
+                &mut report,
+            );
+        } else if prev_hash != previous_hash {
+            found(
+                Finding {
+                    at,
+                    aggregate_type: aggregate_type.clone(),
+                    aggregate_id: aggregate_id.clone(),
+                    sequence,
+                    problem: Problem::ChainBroken,
+                },
+                &mut report,
+            );
+        }
+        let fields: [String; 8] = [
+            aggregate_type.clone(),
+            aggregate_id.clone(),
+            sequence.to_string(),
+            row.try_get("event_type")?,
+            row.try_get("event_version")?,
+            row.try_get("payload")?,
+            row.try_get("metadata")?,
+            row.try_get("recorded_at")?,
+        ];
+        let mut digest = Sha256::new();
+        digest.update(&prev_hash);
+        digest.update(fields.join("\u{1f}").as_bytes());
+        if digest.finalize().as_slice() != hash.as_slice() {
+            found(
+                Finding {
+                    at,
+                    aggregate_type,
+                    aggregate_id,
+                    sequence,
+                    problem: Problem::ContentChanged,
+                },
+                &mut report,
+            );
+        }
+        expected_sequence = sequence + 1;
+        previous_hash = hash;
+        last_at = at;
+    }
+    if let Some((t, i)) = stream.take() {
+        check_tail(&journal, t, i, expected_sequence - 1, last_at, &mut |f| {
+            found(f, &mut report)
+        });
+    }
+    // Streams the journal knows of but the log has lost entirely.
+    for ((aggregate_type, aggregate_id), last) in &journal {
+        if !seen.contains(&(aggregate_type.clone(), aggregate_id.clone())) {
+            found(
+                Finding {
+                    at: LogPosition::default(),
+                    aggregate_type: aggregate_type.clone(),
+                    aggregate_id: aggregate_id.clone(),
+                    sequence: 1,
+                    problem: Problem::Missing { from: 1, to: *last },
+                },
+                &mut report,
+            );
+        }
+    }
+    Ok(report)
+}
+
+fn check_tail(
+    journal: &std::collections::HashMap<(String, String), i64>,
+    aggregate_type: String,
+    aggregate_id: String,
+    last_sequence: i64,
+    at: LogPosition,
+    found: &mut dyn FnMut(Finding),
+) {
+    let key = (aggregate_type, aggregate_id);
+    if let Some(&journal_last) = journal.get(&key) {
+        if journal_last > last_sequence {
+            found(Finding {
+                at,
+                aggregate_type: key.0,
+                aggregate_id: key.1,
+                sequence: last_sequence + 1,
+                problem: Problem::Missing {
+                    from: last_sequence + 1,
+                    to: journal_last,
+                },
+            });
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The `opora` command line.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use opora_projections::{Runner, RunnerConfig};
+use opora_store::EventLog;
+use tokio::sync::watch;
+
+use crate::app::{self, AppState, Application, DEFAULT_MAX_LAG};
+use crate::db::{self, Database};
+use crate::embedded::{Durability, EmbeddedPostgres};
+use crate::seed;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "opora",
+    version,
+    about = "Опора: case management for family support and child safety"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the web server (the default). Uses DATABASE_URL, or starts the embedded
+    /// PostgreSQL in OPORA_DATA_DIR (default ./.opora).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "OPORA_BIND", default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load the reference data (regions, municipalities); appends nothing if already loaded.
+    Seed,
+    /// Recompute the hash chain of the whole log; report the first tampered or missing event.
+    /// Exit code 0: intact; 1: a problem was found.
+    Verify,
+    /// Projection checkpoints, lag and rebuilds.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Start a throwaway PostgreSQL cluster, run CMD with DATABASE_URL pointing at it, then
+    /// remove the cluster. Used by scripts/test.
+    WithTempDb {
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectionsCommand {
+    /// Position, events behind and lag in seconds of every projection.
+    Status,
+    /// Rebuild a projection from the whole log into fresh tables, then swap them in.
+    Rebuild { name: String },
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve {
+        bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+    }) {
+        Command::Serve { bind } => serve(bind).await,
+        Command::Migrate => with_log(|_| async { Ok(ExitCode::SUCCESS) }).await,
+        Command::Seed => {
+            with_log(|log| async move {
+                let report = seed::load_reference(&log).await?;
+                opora_store::notify(log.pool()).await?;
+                println!(
+                    "Справочник загружен: новых команд {}, уже выполненных {}.",
+                    report.applied, report.already
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+            .await
+        }
+        Command::Verify => with_log(|log| async move { verify(&log).await }).await,
+        Command::Projections { command } => {
+            with_log(|log| async move { projections(&log, command).await }).await
+        }
+        Command::WithTempDb { command } => with_temp_db(command).await,
+    }
+}
+
+/// Opens the database (embedded or DATABASE_URL), migrates, runs `f`, stops what it started.
+async fn with_log<F, Fut>(f: F) -> Result<ExitCode>
+where
+    F: FnOnce(EventLog) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode>>,
+{
+    let mut database = Database::open().await?;
+    let pool = database.pool(8).await?;
+    db::migrate(&pool).await?;
+    let result = f(EventLog::new(pool.clone())).await;
+    pool.close().await;
+    database.stop()?;
+    result
+}
+
+async fn serve(bind: SocketAddr) -> Result<ExitCode> {
+    let mut database = Database::open().await?;
+    let pool = database.pool(32).await?;
+    db::migrate(&pool).await?;
+    let log = EventLog::new(pool.clone());
+    let report = seed::load_reference(&log)
+        .await
+        .context("loading reference data")?;
+    tracing::info!(
+        applied = report.applied,
+        already = report.already,
+        "reference data loaded"
+    );
+    let notifier = log.spawn_notifier(Duration::from_millis(50));
+    let runner = Runner::new(log.clone(), RunnerConfig::default());
+    for projection in opora_projections::all() {
+        runner
+            .catch_up(projection.as_ref())
+            .await
+            .with_context(|| format!("projection {} could not catch up", projection.name()))?;
+    }
+    let (stop, stopped) = watch::channel(false);
+    let tasks = runner.spawn(opora_projections::all(), stopped);
+
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let address = listener.local_addr()?;
+    let router = Application::build(AppState {
+        log: log.clone(),
+        max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
+    });
+    println!("Опора работает: http://{address}/");
+    println!("Справочник: http://{address}/spravochnik");
+    println!(
+        "Вход: страницы пока открыты без входа (учётные записи и демо-пользователи появятся с задачей «Люди и доступ»)."
+    );
+    if database.embedded.is_some() {
+        println!(
+            "База данных: встроенный PostgreSQL в {}",
+            db::data_dir().display()
+        );
+    }
+    println!("Остановить: Ctrl+C");
+    app::serve(listener, router, shutdown_signal()).await?;
+
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    notifier.abort();
+    pool.close().await;
+    database.stop()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return interrupt.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or(());
+}
+
+async fn verify(log: &EventLog) -> Result<ExitCode> {
+    let report = opora_store::verify::verify(log.pool()).await?;
+    match &report.first_problem {
+        None => {
+            println!(
+                "Журнал цел: событий — {}, потоков — {}; все хеш-цепочки совпадают.",
+                report.events, report.streams
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(first) => {
+            println!(
+                "ЖУРНАЛ ПОВРЕЖДЁН: найдено проблем: {}. Первая по порядку журнала:",
+                report.problems
+            );
+            println!("{first}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn projections(log: &EventLog, command: ProjectionsCommand) -> Result<ExitCode> {
+    match command {
+        ProjectionsCommand::Status => {
+            println!(
+                "{:<20} {:>22} {:>12} {:>10} {:>10}",
+                "projection", "position (tx:pos)", "applied", "behind", "lag, s"
+            );
+            for s in opora_projections::status(log.pool()).await? {
+                println!(
+                    "{:<20} {:>22} {:>12} {:>10} {:>10.3}",
+                    s.name,
+                    s.at.to_string(),
+                    s.applied,
+                    s.behind,
+                    s.lag_seconds
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ProjectionsCommand::Rebuild { name } => {
+            let Some(projection) = opora_projections::by_name(&name) else {
+                let known: Vec<_> = opora_projections::all().iter().map(|p| p.name()).collect();
+                eprintln!("Нет проекции «{name}». Есть: {}.", known.join(", "));
+                return Ok(ExitCode::from(2));
+            };
+            let report = opora_projections::rebuild(
+                log.pool(),
+                projection.as_ref(),
+                RunnerConfig::default().rebuild_batch_size,
+            )
+            .await?;
+            println!(
+                "Проекция {name} перестроена: событий — {}, время — {:.2} с ({:.0} соб./с).",
+                report.events,
+                report.seconds,
+                report.events_per_second()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn with_temp_db(command: Vec<String>) -> Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!(
+        "opora-test-pg-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
+    let started_dir = dir.clone();
+    let mut pg = tokio::task::spawn_blocking(move || {
+        EmbeddedPostgres::start(&started_dir, Durability::Throwaway)
+    })
+    .await??;
+    let url = pg.url("postgres");
+    eprintln!("Временный PostgreSQL: {url}");
+    let (program, args) = command.split_first().context("no command given")?;
+    let status = tokio::process::Command::new(program)
+        .args(args)
+        .env("DATABASE_URL", &url)
+        .status()
+        .await
+        .with_context(|| format!("cannot run {program}"));
+    let stopped = pg.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    stopped?;
+    let status = status?;
+    Ok(ExitCode::from(
+        status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)),
+    ))
+}

@@ -1,0 +1,103 @@
+//! Which PostgreSQL to use: `DATABASE_URL` when set, otherwise the embedded default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::embedded::{Durability, EmbeddedPostgres, DATABASE};
+
+/// A database ready for use; holds the embedded server (if any) so that it stops when this
+/// value is dropped.
+pub struct Database {
+    pub url: String,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// The folder for the embedded cluster: `OPORA_DATA_DIR` or `./.opora`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("OPORA_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".opora"))
+}
+
+impl Database {
+    /// `DATABASE_URL` if set; else start (or attach to) the embedded cluster and make sure
+    /// its `opora` database exists.
+    pub async fn open() -> Result<Self> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Ok(Self {
+                url,
+                embedded: None,
+            });
+        }
+        let dir = data_dir().join("pg");
+        let pg =
+            tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir, Durability::Durable))
+                .await??;
+        create_database_if_missing(&pg.url("postgres"), DATABASE).await?;
+        Ok(Self {
+            url: pg.url(DATABASE),
+            embedded: Some(pg),
+        })
+    }
+
+    pub async fn pool(&self, max_connections: u32) -> Result<PgPool> {
+        connect(&self.url, max_connections).await
+    }
+
+    pub fn stop(&mut self) -> Result<()> {
+        match self.embedded.as_mut() {
+            Some(pg) => pg.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
+}
+
+/// Applies the migrations (idempotent).
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    opora_store::MIGRATOR
+        .run(pool)
+        .await
+        .context("database migration failed")
+}
+
+pub async fn create_database_if_missing(admin_url: &str, name: &str) -> Result<()> {
+    let mut conn = PgConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("cannot connect to {}", redact(admin_url)))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
