@@ -800,7 +800,7 @@ mod tests {
         assert!(upcaster.can_upcast("MunicipalityRegistered", "1.0"));
         assert!(!upcaster.can_upcast("MunicipalityRegistered", "2.0"));
         let new = upcaster.upcast(old);
-        assert_eq!(new.event_version, "2.0");
+        assert_eq!(new.event_version, "2.0.0");
         let event: MunicipalityEvent = serde_json::from_value(new.payload).unwrap();
         assert_eq!(
             event,

@@ -12,6 +12,15 @@ use tokio::sync::watch;
 
 use crate::{Projection, ProjectionError};
 
+/// How long a catch-up waits for open transactions that hold the log's horizon back.
+const HORIZON_WAIT: Duration = Duration::from_secs(30);
+
+/// The outcome of one batch: how many events, and the checkpoint after it.
+struct Batch {
+    applied: usize,
+    at: LogPosition,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// Events per batch (per transaction) when following the log.
@@ -47,24 +56,45 @@ impl Runner {
     /// Applies at most one batch to `projection`; returns how many events it applied.
     pub async fn step(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
         let name = projection.name();
-        step_into(
+        let batch = step_into(
             self.log.pool(),
             projection,
             name,
             name,
             self.config.batch_size,
         )
-        .await
+        .await?;
+        Ok(batch.applied)
     }
 
-    /// Applies batches until the projection has caught up with every finished transaction.
+    /// Applies batches until the projection holds every event committed before the call.
+    ///
+    /// The horizon (xmin) is cluster-wide: a transaction open in any database of the server
+    /// holds back events committed after it began. Such waits are short in practice; after
+    /// `HORIZON_WAIT` this returns with what it could apply, and the live runner goes on.
     pub async fn catch_up(&self, projection: &dyn Projection) -> Result<usize, ProjectionError> {
+        let name = projection.name();
+        let pool = self.log.pool();
+        let Some(target) = log::head(&mut *pool.acquire().await?).await? else {
+            return Ok(0);
+        };
+        let deadline = Instant::now() + HORIZON_WAIT;
         let mut total = 0;
         loop {
-            let applied = self.step(projection).await?;
-            total += applied;
-            if (applied as i64) < self.config.batch_size {
+            let batch = step_into(pool, projection, name, name, self.config.batch_size).await?;
+            total += batch.applied;
+            if batch.at >= target {
                 return Ok(total);
+            }
+            if batch.applied == 0 {
+                if Instant::now() > deadline {
+                    tracing::warn!(
+                        projection = name,
+                        "an open transaction holds the log back; catch-up incomplete"
+                    );
+                    return Ok(total);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }
@@ -194,15 +224,15 @@ async fn step_into(
     checkpoint: &str,
     schema: &str,
     limit: i64,
-) -> Result<usize, ProjectionError> {
+) -> Result<Batch, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let applied = apply_batch(&mut tx, projection, checkpoint, schema, limit).await?;
-    if applied > 0 {
+    let batch = apply_batch(&mut tx, projection, checkpoint, schema, limit).await?;
+    if batch.applied > 0 {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
     }
-    Ok(applied)
+    Ok(batch)
 }
 
 async fn apply_batch(
@@ -211,11 +241,14 @@ async fn apply_batch(
     checkpoint: &str,
     schema: &str,
     limit: i64,
-) -> Result<usize, ProjectionError> {
+) -> Result<Batch, ProjectionError> {
     let after = lock_checkpoint(conn, checkpoint).await?;
     let events = log::read_after(conn, after, limit).await?;
     let Some(last) = events.last() else {
-        return Ok(0);
+        return Ok(Batch {
+            applied: 0,
+            at: after,
+        });
     };
     let last = last.at;
     sqlx::query(&format!(
@@ -239,7 +272,10 @@ async fn apply_batch(
     sqlx::query("SELECT set_config('search_path', 'public', true)")
         .execute(&mut *conn)
         .await?;
-    Ok(events.len())
+    Ok(Batch {
+        applied: events.len(),
+        at: last,
+    })
 }
 
 async fn lock_checkpoint(
@@ -380,19 +416,32 @@ pub async fn rebuild(
     }
     let mut events = 0_i64;
     loop {
-        let applied = step_into(pool, projection, &next, &next, batch_size).await? as i64;
-        events += applied;
-        if applied < batch_size {
+        let batch = step_into(pool, projection, &next, &next, batch_size).await?;
+        events += batch.applied as i64;
+        if (batch.applied as i64) < batch_size {
             break;
         }
     }
+    // The swap: with the live checkpoint locked (the live runner waits), apply what is left
+    // up to the head of the log, so the new tables are at least as fresh as the old ones.
     let mut tx = pool.begin().await?;
-    lock_checkpoint(&mut tx, &live).await?;
+    let live_at = lock_checkpoint(&mut tx, &live).await?;
+    let target = log::head(&mut tx).await?.unwrap_or_default().max(live_at);
+    let deadline = Instant::now() + HORIZON_WAIT;
     loop {
-        let applied = apply_batch(&mut tx, projection, &next, &next, batch_size).await? as i64;
-        events += applied;
-        if applied == 0 {
+        let batch = apply_batch(&mut tx, projection, &next, &next, batch_size).await?;
+        events += batch.applied as i64;
+        if batch.at >= target {
             break;
+        }
+        if batch.applied == 0 {
+            if Instant::now() > deadline {
+                return Err(ProjectionError::Invariant(
+                    "an open transaction held the log back too long; rebuild not swapped, try again"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     for statement in [

@@ -113,6 +113,16 @@ pub async fn read_after(
     .await
 }
 
+/// The last committed event in log order, as this statement's snapshot sees it.
+pub async fn head(conn: &mut PgConnection) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT tx_id, position FROM event ORDER BY tx_id DESC, position DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(tx_id, position)| LogPosition { tx_id, position }))
+}
+
 /// How far `after` is behind the log: events not yet read (up to `cap`, to bound the cost)
 /// and the age of the oldest of them.
 pub async fn lag(

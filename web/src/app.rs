@@ -9,6 +9,7 @@ use opora_store::EventLog;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::error::AppError;
 use crate::{health, pages};
 
 #[derive(Clone)]
@@ -26,6 +27,7 @@ impl Application {
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .merge(pages::router())
+            .fallback(not_found)
             .layer(TraceLayer::new_for_http())
             .layer(SetResponseHeaderLayer::overriding(
                 header::CONTENT_SECURITY_POLICY,
@@ -59,6 +61,10 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
 }
 
 pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(10);

@@ -1,0 +1,7 @@
+//! End-to-end tests against real PostgreSQL (DATABASE_URL; scripts/test provides one).
+#![allow(clippy::unwrap_used)]
+
+mod fixtures;
+mod log;
+mod projections;
+mod web;
