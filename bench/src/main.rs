@@ -1,1 +1,414 @@
-fn main() {}
+//! `opora-bench NAME`: benchmarks whose baseline is measured in the same run, on the same
+//! server. The last line printed is one JSON object:
+//! `{"bench": NAME, "ours": X, "baseline": Y, "ratio": X/Y, "unit": "...", ...details}`.
+//!
+//! - `append`: commands per second (load aggregate, decide, append with version check) at 1
+//!   and 16 concurrent clients, against raw single-row INSERTs of rows of the same size
+//!   through the same pool, and against stock postgres-es 0.5 with the same aggregate.
+//! - `rebuild`: full rebuild of the `reference` projection from N events, against COPY of
+//!   the same event rows into a table.
+//!
+//! Server: DATABASE_URL, or the embedded default (as `opora` itself). Each run works in a
+//! database of its own, dropped at the end.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use futures::TryStreamExt;
+use opora_domain::reference::{Region, RegionCommand};
+use opora_projections::reference::ReferenceProjection;
+use opora_store::{CommandBus, CommandError, CommandMeta, EventLog};
+use opora_web::db::Database;
+use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+
+#[derive(Parser)]
+#[command(
+    name = "opora-bench",
+    about = "Opora benchmarks (baseline in the same run)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Commands per second: ours vs raw INSERT vs postgres-es, at 1 and 16 clients.
+    Append {
+        /// Commands each client executes per measurement.
+        #[arg(long, default_value_t = 400)]
+        commands_per_client: usize,
+        /// Aggregates each client spreads its commands over.
+        #[arg(long, default_value_t = 40)]
+        aggregates_per_client: usize,
+    },
+    /// Rebuild of the reference projection vs COPY of the same event rows.
+    Rebuild {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: i64,
+        /// Streams (municipalities) the events are spread over.
+        #[arg(long, default_value_t = 2_000)]
+        streams: i64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut database = Database::open().await?;
+    let name = format!("opora_bench_{}", std::process::id());
+    let admin: PgConnectOptions = database.url.parse()?;
+    let mut admin_conn = PgConnection::connect_with(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin_conn)
+        .await?;
+    let options = admin.clone().database(&name);
+    let result = match cli.bench {
+        Bench::Append {
+            commands_per_client,
+            aggregates_per_client,
+        } => append(&options, commands_per_client, aggregates_per_client).await,
+        Bench::Rebuild { events, streams } => rebuild(&options, events, streams).await,
+    };
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin_conn)
+        .await?;
+    admin_conn.close().await?;
+    database.stop()?;
+    let line = result?;
+    println!("{line}");
+    Ok(())
+}
+
+async fn pool(options: &PgConnectOptions, size: u32) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .min_connections(size)
+        .connect_with(options.clone())
+        .await?)
+}
+
+async fn server_version(pool: &PgPool) -> Result<String> {
+    Ok(sqlx::query_scalar("SELECT version()")
+        .fetch_one(pool)
+        .await?)
+}
+
+// ---------------------------------------------------------------------------------------
+// append
+// ---------------------------------------------------------------------------------------
+
+const POSTGRES_ES_SCHEMA: &[&str] = &[
+    "CREATE TABLE events (aggregate_type text NOT NULL, aggregate_id text NOT NULL, \
+       sequence bigint CHECK (sequence >= 0) NOT NULL, event_type text NOT NULL, \
+       event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, \
+       PRIMARY KEY (aggregate_type, aggregate_id, sequence))",
+    "CREATE TABLE snapshots (aggregate_type text NOT NULL, aggregate_id text NOT NULL, \
+       last_sequence bigint CHECK (last_sequence >= 0) NOT NULL, \
+       current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL, payload json NOT NULL, \
+       PRIMARY KEY (aggregate_type, aggregate_id, last_sequence))",
+    "CREATE TABLE raw_insert (aggregate_type text NOT NULL, aggregate_id text NOT NULL, \
+       sequence bigint NOT NULL, event_type text NOT NULL, event_version text NOT NULL, \
+       payload jsonb NOT NULL, metadata jsonb NOT NULL)",
+];
+
+#[derive(Clone, Copy, Debug)]
+enum System {
+    Ours,
+    RawInsert,
+    PostgresEs,
+}
+
+fn rename(n: usize) -> RegionCommand {
+    RegionCommand::RenameRegion {
+        name: opora_domain::reference::PlaceName::parse(&format!("Регион, редакция {n}"))
+            .expect("valid name"),
+        effective_date: time::macros::date!(2025 - 01 - 31),
+    }
+}
+
+fn register() -> RegionCommand {
+    RegionCommand::RegisterRegion {
+        code: opora_domain::reference::RegionCode::parse("55").expect("code"),
+        name: opora_domain::reference::PlaceName::parse("Регион").expect("name"),
+        kind: opora_domain::reference::RegionKind::Oblast,
+        federal_district: opora_domain::reference::PlaceName::parse("Сибирский").expect("fd"),
+        time_zone: opora_domain::reference::TimeZoneId::parse("Asia/Omsk").expect("tz"),
+    }
+}
+
+/// One measurement: `clients` tasks, each executing `per_client` commands over its own
+/// aggregates (registered beforehand, outside the clock). Returns commands per second.
+async fn measure(
+    system: System,
+    pool: &PgPool,
+    run: &str,
+    clients: usize,
+    per_client: usize,
+    aggregates: usize,
+) -> Result<f64> {
+    let log = EventLog::new(pool.clone());
+    let ours = std::sync::Arc::new(CommandBus::<Region>::new(log.clone(), ()));
+    let theirs = std::sync::Arc::new(postgres_es::postgres_cqrs::<Region>(
+        pool.clone(),
+        vec![],
+        (),
+    ));
+    let id = |client: usize, k: usize| format!("{run}-{client}-{k}");
+    // Registration (not timed), so that every timed command loads a real stream.
+    for client in 0..clients {
+        for k in 0..aggregates {
+            match system {
+                System::Ours => {
+                    ours.execute(&id(client, k), register(), &CommandMeta::new("bench"))
+                        .await?;
+                }
+                System::PostgresEs => theirs.execute(&id(client, k), register()).await?,
+                System::RawInsert => {}
+            }
+        }
+    }
+    let payload = json!({"RegionRenamed": {"name": "Регион, редакция 000"}});
+    let metadata = json!({
+        "actor": "bench",
+        "command_id": uuid::Uuid::now_v7().to_string(),
+        "correlation_id": uuid::Uuid::now_v7().to_string(),
+        "effective_date": "2025-01-31",
+    });
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (ours, theirs, pool) = (ours.clone(), theirs.clone(), pool.clone());
+        let (payload, metadata) = (payload.clone(), metadata.clone());
+        let ids: Vec<String> = (0..aggregates).map(|k| id(client, k)).collect();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_client {
+                let aggregate = &ids[n % ids.len()];
+                match system {
+                    System::Ours => loop {
+                        match ours
+                            .execute(aggregate, rename(n), &CommandMeta::new("bench"))
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(CommandError::Conflict) => continue,
+                            Err(e) => return Err(anyhow::anyhow!("{e}")),
+                        }
+                    },
+                    System::PostgresEs => theirs.execute(aggregate, rename(n)).await?,
+                    System::RawInsert => {
+                        sqlx::query(
+                            "INSERT INTO raw_insert (aggregate_type, aggregate_id, sequence, \
+                             event_type, event_version, payload, metadata) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind("Region")
+                        .bind(aggregate)
+                        .bind(n as i64)
+                        .bind("RegionRenamed")
+                        .bind("1.0")
+                        .bind(&payload)
+                        .bind(&metadata)
+                        .execute(&pool)
+                        .await?;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((clients * per_client) as f64 / seconds)
+}
+
+async fn append(options: &PgConnectOptions, per_client: usize, aggregates: usize) -> Result<Value> {
+    let pool = pool(options, 20).await?;
+    opora_store::MIGRATOR.run(&pool).await?;
+    for statement in POSTGRES_ES_SCHEMA {
+        sqlx::query(statement).execute(&pool).await?;
+    }
+    let version = server_version(&pool).await?;
+    // Warm-up: connections, prepared statements, caches.
+    for system in [System::RawInsert, System::Ours, System::PostgresEs] {
+        measure(system, &pool, &format!("warm-{system:?}"), 4, 50, 10).await?;
+    }
+    let mut results = serde_json::Map::new();
+    // Interleaved and repeated, best of three: the machine is noisy.
+    for clients in [1_usize, 16] {
+        let mut best = [0.0_f64; 3];
+        for round in 0..3 {
+            for (i, system) in [System::RawInsert, System::Ours, System::PostgresEs]
+                .into_iter()
+                .enumerate()
+            {
+                let per = if clients == 1 {
+                    per_client * 2
+                } else {
+                    per_client
+                };
+                let rate = measure(
+                    system,
+                    &pool,
+                    &format!("{system:?}-{clients}-{round}"),
+                    clients,
+                    per,
+                    aggregates,
+                )
+                .await?;
+                eprintln!(
+                    "append {system:?} clients={clients} round={round}: {rate:.0} commands/s"
+                );
+                best[i] = best[i].max(rate);
+            }
+        }
+        results.insert(
+            format!("clients_{clients}"),
+            json!({
+                "raw_insert": best[0].round(),
+                "ours": best[1].round(),
+                "postgres_es": best[2].round(),
+                "ours_vs_raw_insert": round3(best[1] / best[0]),
+                "ours_vs_postgres_es": round3(best[1] / best[2]),
+            }),
+        );
+    }
+    let c16 = &results["clients_16"];
+    let ours = c16["ours"].as_f64().unwrap_or_default();
+    let baseline = c16["raw_insert"].as_f64().unwrap_or_default();
+    let mut line = json!({
+        "bench": "append",
+        "ours": ours,
+        "baseline": baseline,
+        "ratio": round3(ours / baseline),
+        "unit": "commands/s",
+        "baseline_is": "raw single-row INSERT at 16 clients, same pool and server",
+        "commands_per_client": per_client,
+        "aggregates_per_client": aggregates,
+        "server": version,
+    });
+    if let Some(map) = line.as_object_mut() {
+        map.extend(results);
+    }
+    pool.close().await;
+    Ok(line)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+// ---------------------------------------------------------------------------------------
+// rebuild
+// ---------------------------------------------------------------------------------------
+
+async fn rebuild(options: &PgConnectOptions, events: i64, streams: i64) -> Result<Value> {
+    let pool = pool(options, 4).await?;
+    opora_store::MIGRATOR.run(&pool).await?;
+    let version = server_version(&pool).await?;
+    let per_stream = (events + streams - 1) / streams;
+    eprintln!("rebuild: writing {events} events over {streams} streams (not timed)...");
+    let generation = Instant::now();
+    // Bench data is written in bulk, ten rounds of sequence numbers per statement (many
+    // transactions, as in real life); its hashes are placeholders (a rebuild does not read
+    // them, and the database is dropped afterwards).
+    for chunk_start in (1..=per_stream).step_by(10) {
+        let chunk_end = (chunk_start + 9).min(per_stream);
+        sqlx::query(
+            "INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, prev_hash, hash) \
+             SELECT 'Municipality', md5('m' || m)::uuid::text, s, \
+                    CASE WHEN s = 1 THEN 'MunicipalityRegistered' ELSE 'MunicipalityRenamed' END, \
+                    CASE WHEN s = 1 THEN '2.0' ELSE '1.0' END, \
+                    CASE WHEN s = 1 THEN jsonb_build_object('MunicipalityRegistered', jsonb_build_object( \
+                           'region_code', '16', 'name', 'Муниципальное образование ' || m, 'kind', 'urban_okrug')) \
+                         ELSE jsonb_build_object('MunicipalityRenamed', jsonb_build_object( \
+                           'name', 'Муниципальное образование ' || m || ', редакция ' || s)) END, \
+                    jsonb_build_object('actor', 'bench', 'command_id', gen_random_uuid(), \
+                           'correlation_id', gen_random_uuid()), \
+                    '\\x00'::bytea, sha256(convert_to(m || '/' || s, 'UTF8')) \
+               FROM generate_series($1::bigint, $2::bigint) AS s, generate_series(1, $3::bigint) AS m \
+              WHERE (s - 1) * $3 + m <= $4 \
+              ORDER BY s, m",
+        )
+        .bind(chunk_start)
+        .bind(chunk_end)
+        .bind(streams)
+        .bind(events)
+        .execute(&pool)
+        .await?;
+    }
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM event")
+        .fetch_one(&pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE event").execute(&pool).await?;
+    eprintln!(
+        "rebuild: {written} events written in {:.1} s",
+        generation.elapsed().as_secs_f64()
+    );
+
+    // Baseline: COPY of the same rows (same columns, same indexes) into a table.
+    sqlx::query("CREATE TABLE event_copy (LIKE event INCLUDING DEFAULTS INCLUDING INDEXES)")
+        .execute(&pool)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    let mut rows: Vec<bytes::Bytes> = Vec::new();
+    {
+        let mut out = conn
+            .copy_out_raw("COPY (SELECT * FROM event ORDER BY tx_id, position) TO STDOUT")
+            .await?;
+        while let Some(chunk) = out.try_next().await? {
+            rows.push(chunk);
+        }
+    }
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY event_copy FROM STDIN")
+        .await
+        .context("COPY into event_copy")?;
+    for chunk in &rows {
+        copy.send(chunk.as_ref()).await?;
+    }
+    let copied = copy.finish().await?;
+    let copy_seconds = started.elapsed().as_secs_f64();
+    drop(rows);
+    drop(conn);
+    eprintln!("rebuild: COPY of {copied} rows took {copy_seconds:.2} s");
+
+    let projection = ReferenceProjection::new();
+    let batch = opora_projections::RunnerConfig::default().rebuild_batch_size;
+    let report = opora_projections::rebuild(&pool, &projection, batch).await?;
+    eprintln!(
+        "rebuild: projection rebuilt from {} events in {:.2} s",
+        report.events, report.seconds
+    );
+    let municipalities: i64 = sqlx::query_scalar("SELECT count(*) FROM reference.municipality")
+        .fetch_one(&pool)
+        .await?;
+    anyhow::ensure!(
+        municipalities == streams.min(events),
+        "the rebuilt read model has {municipalities} rows, expected {streams}"
+    );
+    let ours = report.events as f64 / report.seconds;
+    let baseline = copied as f64 / copy_seconds;
+    pool.close().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(json!({
+        "bench": "rebuild",
+        "ours": ours.round(),
+        "baseline": baseline.round(),
+        "ratio": round3(ours / baseline),
+        "unit": "events/s",
+        "baseline_is": "COPY of the same event rows into a table with the same indexes",
+        "events": report.events,
+        "streams": streams,
+        "ours_seconds": round3(report.seconds),
+        "copy_seconds": round3(copy_seconds),
+        "batch_size": batch,
+        "server": version,
+    }))
+}

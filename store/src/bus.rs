@@ -1,7 +1,7 @@
 //! The command bus: executes a command through cqrs-es exactly once per command id.
 //!
-//! The hot path costs two round trips (load the stream, append): the journal is not
-//! checked first. A replayed command is recognised where it is cheap to do so:
+//! The hot path is one round trip (the append) when the aggregate is in the bus's cache,
+//! two otherwise (load the stream, append): the journal is not checked first. A replayed command is recognised where it is cheap to do so:
 //! - it produces events again: the journal's primary key refuses the append, and the first
 //!   outcome is read back;
 //! - it is refused by the aggregate now (state has moved on): the journal is consulted
@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::sync::Mutex;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use opora_domain::DatedCommand;
 use serde::de::DeserializeOwned;
@@ -87,21 +88,31 @@ where
     A: Aggregate,
 {
     store: PersistedEventStore<PgEventRepository, A>,
+    /// Aggregates as this bus last decided and appended them, with their sequence. A hit
+    /// saves reading the stream; it is never trusted for a refusal and a stale entry is
+    /// caught by the append's version check (then the command is decided again from the
+    /// log), so the cache can be behind but never make a wrong decision stick.
+    cache: Mutex<HashMap<String, (usize, A)>>,
     services: A::Services,
     log: EventLog,
 }
 
+/// Aggregates a bus keeps decided state for; beyond this the memory is simply cleared.
+const AGGREGATE_CACHE_LIMIT: usize = 10_000;
+
 impl<A> CommandBus<A>
 where
-    A: Aggregate,
-    A::Command: DatedCommand,
+    A: Aggregate + Clone,
+    A::Command: DatedCommand + Clone,
     A::Error: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     pub fn new(log: EventLog, services: A::Services) -> Self {
-        let store = PersistedEventStore::new_event_store(log.repository())
-            .with_upcasters(opora_domain::upcast::all());
+        let store =
+            PersistedEventStore::new_event_store(PgEventRepository::for_commands(log.clone()))
+                .with_upcasters(opora_domain::upcast::all());
         Self {
             store,
+            cache: Mutex::new(HashMap::new()),
             services,
             log,
         }
@@ -127,44 +138,105 @@ where
                 .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
             metadata.insert(META_EFFECTIVE_DATE.to_owned(), formatted);
         }
-        let mut context = self
-            .store
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(framework_error)?;
-        let sink = EventSink::default();
-        if let Err(refusal) = context
-            .aggregate()
-            .handle(command, &self.services, &sink)
-            .await
-        {
-            return match self.first_outcome(meta.command_id).await? {
-                Some(Ok(())) => Ok(Executed::AlreadyApplied),
-                Some(Err(first)) => Err(CommandError::Rejected(first)),
-                None => {
-                    self.record_refusal(aggregate_id, meta, &refusal).await?;
-                    Err(CommandError::Rejected(refusal))
+        // First from the cache; on any doubt (a refusal, nothing to do, a conflict) once
+        // more from the log, because a cached state may be behind another process's append.
+        let mut use_cache = true;
+        loop {
+            let cached = if use_cache {
+                self.cached(aggregate_id)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            let mut context = match cached {
+                Some((current_sequence, aggregate)) => EventStoreAggregateContext {
+                    aggregate_id: aggregate_id.to_owned(),
+                    aggregate,
+                    current_sequence,
+                    current_snapshot: None,
+                },
+                None => self
+                    .store
+                    .load_aggregate(aggregate_id)
+                    .await
+                    .map_err(framework_error)?,
+            };
+            let sink = EventSink::default();
+            if let Err(refusal) = context
+                .aggregate()
+                .handle(command.clone(), &self.services, &sink)
+                .await
+            {
+                if from_cache {
+                    use_cache = false;
+                    continue;
                 }
-            };
-        }
-        let events = sink.collect().await;
-        if events.is_empty() {
-            return match self.first_outcome(meta.command_id).await? {
-                Some(Ok(())) => Ok(Executed::AlreadyApplied),
-                Some(Err(first)) => Err(CommandError::Rejected(first)),
-                None => Ok(Executed::NothingToDo),
-            };
-        }
-        match self.store.commit(events, context, metadata).await {
-            Ok(_) => Ok(Executed::Applied),
-            Err(AggregateError::UnexpectedError(error)) if error.is::<DuplicateCommand>() => {
-                match self.first_outcome(meta.command_id).await? {
+                return match self.first_outcome(meta.command_id).await? {
                     Some(Ok(())) => Ok(Executed::AlreadyApplied),
                     Some(Err(first)) => Err(CommandError::Rejected(first)),
-                    None => Err(CommandError::Unexpected(error)),
-                }
+                    None => {
+                        self.record_refusal(aggregate_id, meta, &refusal).await?;
+                        Err(CommandError::Rejected(refusal))
+                    }
+                };
             }
-            Err(error) => Err(framework_error(error)),
+            let events = sink.collect().await;
+            if events.is_empty() {
+                if from_cache {
+                    use_cache = false;
+                    continue;
+                }
+                return match self.first_outcome(meta.command_id).await? {
+                    Some(Ok(())) => Ok(Executed::AlreadyApplied),
+                    Some(Err(first)) => Err(CommandError::Rejected(first)),
+                    None => Ok(Executed::NothingToDo),
+                };
+            }
+            let decided = (
+                context.current_sequence + events.len(),
+                context.aggregate.clone(),
+            );
+            return match self.store.commit(events, context, metadata.clone()).await {
+                Ok(_) => {
+                    self.remember(aggregate_id, decided);
+                    Ok(Executed::Applied)
+                }
+                Err(AggregateError::AggregateConflict) if from_cache => {
+                    self.forget(aggregate_id);
+                    use_cache = false;
+                    continue;
+                }
+                Err(AggregateError::UnexpectedError(error)) if error.is::<DuplicateCommand>() => {
+                    match self.first_outcome(meta.command_id).await? {
+                        Some(Ok(())) => Ok(Executed::AlreadyApplied),
+                        Some(Err(first)) => Err(CommandError::Rejected(first)),
+                        None => Err(CommandError::Unexpected(error)),
+                    }
+                }
+                Err(error) => {
+                    self.forget(aggregate_id);
+                    Err(framework_error(error))
+                }
+            };
+        }
+    }
+
+    fn cached(&self, aggregate_id: &str) -> Option<(usize, A)> {
+        self.cache.lock().ok()?.get(aggregate_id).cloned()
+    }
+
+    fn remember(&self, aggregate_id: &str, decided: (usize, A)) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= AGGREGATE_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(aggregate_id.to_owned(), decided);
+        }
+    }
+
+    fn forget(&self, aggregate_id: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(aggregate_id);
         }
     }
 

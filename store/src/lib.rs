@@ -9,6 +9,7 @@
 //! - [`verify`] recomputes the hash chain and reports the first tampered or missing event.
 
 pub mod bus;
+pub mod chain;
 pub mod log;
 mod repository;
 pub mod verify;

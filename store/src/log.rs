@@ -36,7 +36,7 @@ pub struct RecordedEvent {
     pub event_type: String,
     pub event_version: String,
     pub payload: Box<RawValue>,
-    pub metadata: Value,
+    pub metadata: Box<RawValue>,
     pub recorded_at: OffsetDateTime,
     pub effective_date: Option<Date>,
 }
@@ -157,7 +157,9 @@ fn recorded_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
         payload: payload.0,
-        metadata: row.try_get("metadata")?,
+        metadata: row
+            .try_get::<sqlx::types::Json<Box<RawValue>>, _>("metadata")?
+            .0,
         recorded_at: row.try_get("recorded_at")?,
         effective_date: row.try_get("effective_date")?,
     })

@@ -8,6 +8,11 @@ use futures::TryStreamExt;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use time::format_description::well_known::Iso8601;
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::EventLog;
@@ -21,36 +26,72 @@ pub struct DuplicateCommand(pub Uuid);
 #[derive(Clone, Debug)]
 pub struct PgEventRepository {
     log: EventLog,
+    /// The last (sequence, hash) of streams this repository has read or written: the next
+    /// append chains to it without asking the database. An event's hash never changes, so
+    /// an entry can be behind the stream but never wrong; a miss costs one lookup.
+    last_hash: Arc<Mutex<HashMap<StreamKey, (i64, [u8; 32])>>>,
+    /// Loads leave metadata out (`{}`): the command bus only folds payloads, and cqrs-es
+    /// drops the metadata of loaded events. Replay streams always carry it.
+    lean_loads: bool,
 }
+
+const SELECT_STREAM_LEAN: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, '{}'::jsonb AS metadata, hash FROM event \
+     WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
 
 const SELECT_STREAM: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata FROM event \
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
 
-// One statement, so one round trip and no explicit transaction: the journal row and the
-// events are written together or not at all. The trigger on `event` chains the hashes and
-// refuses a gap; the primary keys refuse a concurrent append (stream) or a replayed command.
-const APPEND_WITH_COMMAND: &str = "WITH journal AS ( \
+// The journal row (when the events carry a command id) and the events are one statement:
+// one round trip, no explicit transaction, all or nothing. The primary keys refuse a
+// concurrent append to the stream (`event_stream_sequence`) or a replayed command
+// (`command_pkey`). Hashes and metadata columns arrive computed (chain.rs).
+const APPEND_ONE: &str = "WITH journal AS ( \
        INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
                             first_sequence, last_sequence, actor) \
-       VALUES ($1, $2, $3, 'accepted', $4, $5, $6)) \
+       SELECT $1, $2, $3, 'accepted', $4, $5, $6 WHERE $1::uuid IS NOT NULL) \
      INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                        payload, metadata) \
-     SELECT $2, $3, e.sequence, e.event_type, e.event_version, e.payload, e.metadata \
-       FROM unnest($7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[]) \
-            WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, n) \
+                        payload, metadata, actor, command_id, correlation_id, effective_date, \
+                        recorded_at, prev_hash, hash) \
+     VALUES ($2, $3, $4, $7, $8, $9, $10, $6, $11, $12, $13, $14, $15, $16)";
+
+const APPEND_MANY: &str = "WITH journal AS ( \
+       INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
+                            first_sequence, last_sequence, actor) \
+       SELECT $1, $2, $3, 'accepted', $4, $5, $6 WHERE $1::uuid IS NOT NULL) \
+     INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                        payload, metadata, actor, command_id, correlation_id, effective_date, \
+                        recorded_at, prev_hash, hash) \
+     SELECT $2, $3, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, $6, \
+            e.command_id, e.correlation_id, e.effective_date, $14, e.prev_hash, e.hash \
+       FROM unnest($7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], \
+                   $12::uuid[], $13::uuid[], $15::date[], $16::bytea[], $17::bytea[]) \
+            WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, \
+                                 command_id, correlation_id, effective_date, prev_hash, hash, n) \
       ORDER BY e.n";
 
-const APPEND: &str = "INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, \
-                        event_version, payload, metadata) \
-     SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload, e.metadata \
-       FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
-            WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, n) \
-      ORDER BY e.n";
+/// Streams whose last hash is remembered; beyond this the memory is simply cleared.
+const HASH_CACHE_LIMIT: usize = 100_000;
+
+type StreamKey = (&'static str, String);
 
 impl PgEventRepository {
     pub fn new(log: EventLog) -> Self {
-        Self { log }
+        Self {
+            log,
+            last_hash: Arc::default(),
+            lean_loads: false,
+        }
+    }
+
+    /// A repository for loading aggregates to decide commands: metadata is not read.
+    pub fn for_commands(log: EventLog) -> Self {
+        Self {
+            log,
+            last_hash: Arc::default(),
+            lean_loads: true,
+        }
     }
 
     async fn select<A: Aggregate>(
@@ -58,14 +99,71 @@ impl PgEventRepository {
         aggregate_id: &str,
         after: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        sqlx::query(SELECT_STREAM)
+        let sql = if self.lean_loads {
+            SELECT_STREAM_LEAN
+        } else {
+            SELECT_STREAM
+        };
+        let rows = sqlx::query(sql)
             .bind(A::TYPE)
             .bind(aggregate_id)
             .bind(to_i64(after)?)
-            .try_map(serialized_event)
             .fetch_all(self.log.pool())
             .await
-            .map_err(persistence_error)
+            .map_err(persistence_error)?;
+        if self.lean_loads {
+            if let Some(last) = rows.last() {
+                let sequence: i64 = last.try_get("sequence").map_err(persistence_error)?;
+                let hash: Vec<u8> = last.try_get("hash").map_err(persistence_error)?;
+                if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+                    self.remember((A::TYPE, aggregate_id.to_owned()), sequence, hash);
+                }
+            }
+        }
+        rows.into_iter()
+            .map(|row| serialized_event(row).map_err(persistence_error))
+            .collect()
+    }
+
+    fn remember(&self, stream: StreamKey, sequence: i64, hash: [u8; 32]) {
+        if let Ok(mut cache) = self.last_hash.lock() {
+            if cache.len() >= HASH_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(stream, (sequence, hash));
+        }
+    }
+
+    /// The hash of event `sequence` of the stream (GENESIS before the first), from memory
+    /// or the database; `None` if there is no such event.
+    async fn hash_of(
+        &self,
+        stream: &StreamKey,
+        sequence: i64,
+    ) -> Result<Option<[u8; 32]>, PersistenceError> {
+        if sequence == 0 {
+            return Ok(Some(crate::chain::GENESIS));
+        }
+        let remembered = self
+            .last_hash
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(stream).copied());
+        if let Some((known, hash)) = remembered {
+            if known == sequence {
+                return Ok(Some(hash));
+            }
+        }
+        let hash: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT hash FROM event WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(stream.0)
+        .bind(&stream.1)
+        .bind(sequence)
+        .fetch_optional(self.log.pool())
+        .await
+        .map_err(persistence_error)?;
+        Ok(hash.and_then(|h| <[u8; 32]>::try_from(h).ok()))
     }
 
     fn stream<A: Aggregate>(&self, aggregate_id: Option<String>) -> ReplayStream {
@@ -137,60 +235,108 @@ impl PersistedEventRepository for PgEventRepository {
         let Some(first) = events.first() else {
             return Ok(());
         };
-        let mut sequences = Vec::with_capacity(events.len());
-        let mut types = Vec::with_capacity(events.len());
-        let mut versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
+        let stream: StreamKey = (A::TYPE, first.aggregate_id.clone());
+        let first_sequence = to_i64(first.sequence)?;
+        // The previous event must exist: a hole would be refused here (and a concurrent
+        // append to the same position by the primary key).
+        let Some(mut prev) = self.hash_of(&stream, first_sequence - 1).await? else {
+            return Err(PersistenceError::OptimisticLockError);
+        };
+        let recorded_at = crate::chain::truncate_to_micros(OffsetDateTime::now_utc());
+        let meta = |event: &SerializedEvent, key: &str| {
+            event
+                .metadata
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let uuid_of = |event: &SerializedEvent, key: &str| {
+            meta(event, key).and_then(|raw| Uuid::parse_str(&raw).ok())
+        };
+        let n = events.len();
+        let mut sequences = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        let mut metadata = Vec::with_capacity(n);
+        let mut command_ids = Vec::with_capacity(n);
+        let mut correlation_ids = Vec::with_capacity(n);
+        let mut effective_dates = Vec::with_capacity(n);
+        let mut prev_hashes = Vec::with_capacity(n);
+        let mut hashes = Vec::with_capacity(n);
         for event in events {
-            sequences.push(to_i64(event.sequence)?);
+            let sequence = to_i64(event.sequence)?;
+            let hash = crate::chain::event_hash(
+                &prev,
+                &crate::chain::HashedFields {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: &first.aggregate_id,
+                    sequence,
+                    event_type: &event.event_type,
+                    event_version: &event.event_version,
+                    payload: &event.payload,
+                    metadata: &event.metadata,
+                    recorded_at,
+                },
+            );
+            sequences.push(sequence);
             types.push(event.event_type.as_str());
             versions.push(event.event_version.as_str());
             payloads.push(sqlx::types::Json(&event.payload));
             metadata.push(sqlx::types::Json(&event.metadata));
+            command_ids.push(uuid_of(event, crate::bus::META_COMMAND_ID));
+            correlation_ids.push(uuid_of(event, crate::bus::META_CORRELATION_ID));
+            effective_dates.push(
+                meta(event, crate::bus::META_EFFECTIVE_DATE)
+                    .and_then(|raw| Date::parse(&raw, &Iso8601::DATE).ok()),
+            );
+            prev_hashes.push(prev.to_vec());
+            hashes.push(hash.to_vec());
+            prev = hash;
         }
-        let command_id = first
-            .metadata
-            .get(crate::bus::META_COMMAND_ID)
-            .and_then(Value::as_str)
-            .and_then(|raw| Uuid::parse_str(raw).ok());
-        let result = match command_id {
-            Some(command_id) => {
-                sqlx::query(APPEND_WITH_COMMAND)
-                    .bind(command_id)
-                    .bind(A::TYPE)
-                    .bind(&first.aggregate_id)
-                    .bind(sequences.first().copied())
-                    .bind(sequences.last().copied())
-                    .bind(
-                        first
-                            .metadata
-                            .get(crate::bus::META_ACTOR)
-                            .and_then(Value::as_str),
-                    )
-                    .bind(&sequences)
-                    .bind(&types)
-                    .bind(&versions)
-                    .bind(&payloads)
-                    .bind(&metadata)
-                    .execute(self.log.pool())
-                    .await
-            }
-            None => {
-                sqlx::query(APPEND)
-                    .bind(A::TYPE)
-                    .bind(&first.aggregate_id)
-                    .bind(&sequences)
-                    .bind(&types)
-                    .bind(&versions)
-                    .bind(&payloads)
-                    .bind(&metadata)
-                    .execute(self.log.pool())
-                    .await
-            }
+        let command_id = command_ids[0];
+        let actor = meta(first, crate::bus::META_ACTOR);
+        let query = if n == 1 {
+            sqlx::query(APPEND_ONE)
+                .bind(command_id)
+                .bind(A::TYPE)
+                .bind(&first.aggregate_id)
+                .bind(sequences[0])
+                .bind(sequences[0])
+                .bind(&actor)
+                .bind(types[0])
+                .bind(versions[0])
+                .bind(&payloads[0])
+                .bind(&metadata[0])
+                .bind(command_ids[0])
+                .bind(correlation_ids[0])
+                .bind(effective_dates[0])
+                .bind(recorded_at)
+                .bind(&prev_hashes[0])
+                .bind(&hashes[0])
+        } else {
+            sqlx::query(APPEND_MANY)
+                .bind(command_id)
+                .bind(A::TYPE)
+                .bind(&first.aggregate_id)
+                .bind(sequences[0])
+                .bind(sequences[n - 1])
+                .bind(&actor)
+                .bind(&sequences)
+                .bind(&types)
+                .bind(&versions)
+                .bind(&payloads)
+                .bind(&metadata)
+                .bind(&command_ids)
+                .bind(&correlation_ids)
+                .bind(recorded_at)
+                .bind(&effective_dates)
+                .bind(&prev_hashes)
+                .bind(&hashes)
         };
-        match result {
+        match query.execute(self.log.pool()).await {
             Ok(_) => {
+                self.remember(stream, sequences[n - 1], prev);
                 self.log.announce();
                 Ok(())
             }
@@ -239,14 +385,11 @@ fn constraint_of(error: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// A conflicting append (same stream position taken, or a gap the trigger refused) is an
+/// A conflicting append (same stream position taken, or a hole in the stream) is an
 /// optimistic-lock error and nothing else; lost connections are told apart from bugs.
 pub(crate) fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match &error {
-        sqlx::Error::Database(db)
-            if db.constraint() == Some("event_stream_sequence")
-                || db.code().as_deref() == Some("OP001") =>
-        {
+        sqlx::Error::Database(db) if db.constraint() == Some("event_stream_sequence") => {
             PersistenceError::OptimisticLockError
         }
         sqlx::Error::Io(_)

@@ -1,8 +1,8 @@
 //! `opora verify`: recompute every hash of the log and report the first event that is not
 //! what was written.
 //!
-//! The hash input is rebuilt here, in Rust, from the stored columns — not by calling the
-//! database function that wrote it — so a changed function cannot hide a changed row.
+//! Each hash is recomputed in Rust from the stored columns with `chain::event_hash`, the
+//! same definition the append used; nothing in the database is trusted to do it.
 //! Checks, per stream, in sequence order:
 //! - sequences run 1, 2, 3, … (a hole means deleted events);
 //! - each `prev_hash` is the `hash` of the event before it;
@@ -12,9 +12,9 @@
 //! "First" means first in the global order (tx_id, position).
 
 use futures::TryStreamExt;
-use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 
+use crate::chain::{event_hash, HashedFields, GENESIS};
 use crate::log::LogPosition;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,8 +76,6 @@ pub struct Report {
     pub problems: u64,
 }
 
-const GENESIS: [u8; 32] = [0; 32];
-
 pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
     let journal: std::collections::HashMap<(String, String), i64> = sqlx::query(
         "SELECT aggregate_type, aggregate_id, max(last_sequence) AS last FROM command \
@@ -96,9 +94,7 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
 
     let mut rows = sqlx::query(
         "SELECT tx_id, position, aggregate_type, aggregate_id, sequence, event_type, \
-                event_version, payload::text AS payload, metadata::text AS metadata, \
-                to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-                  AS recorded_at, prev_hash, hash \
+                event_version, payload, metadata, recorded_at, prev_hash, hash \
            FROM event ORDER BY aggregate_type, aggregate_id, sequence",
     )
     .fetch(pool);
@@ -176,20 +172,24 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
                 &mut report,
             );
         }
-        let fields: [String; 8] = [
-            aggregate_type.clone(),
-            aggregate_id.clone(),
-            sequence.to_string(),
-            row.try_get("event_type")?,
-            row.try_get("event_version")?,
-            row.try_get("payload")?,
-            row.try_get("metadata")?,
-            row.try_get("recorded_at")?,
-        ];
-        let mut digest = Sha256::new();
-        digest.update(&prev_hash);
-        digest.update(fields.join("\u{1f}").as_bytes());
-        if digest.finalize().as_slice() != hash.as_slice() {
+        let event_type: String = row.try_get("event_type")?;
+        let event_version: String = row.try_get("event_version")?;
+        let payload: serde_json::Value = row.try_get("payload")?;
+        let metadata: serde_json::Value = row.try_get("metadata")?;
+        let recomputed = event_hash(
+            &prev_hash,
+            &HashedFields {
+                aggregate_type: &aggregate_type,
+                aggregate_id: &aggregate_id,
+                sequence,
+                event_type: &event_type,
+                event_version: &event_version,
+                payload: &payload,
+                metadata: &metadata,
+                recorded_at: row.try_get("recorded_at")?,
+            },
+        );
+        if recomputed.as_slice() != hash.as_slice() {
             found(
                 Finding {
                     at,

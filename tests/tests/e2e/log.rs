@@ -371,22 +371,46 @@ async fn verify_finds_a_deleted_event_and_a_deleted_tail() {
 async fn verify_finds_a_rewritten_hash() {
     let db = TestDb::new().await;
     seed_streams(&db).await;
-    // Content changed and its own hash recomputed, but the next event still points at the
-    // old hash: the chain breaks there.
+    // Content changed and its own hash recomputed correctly, but the next event still
+    // points at the old hash: the chain breaks there.
+    let (prev_hash, metadata, recorded_at): (Vec<u8>, serde_json::Value, time::OffsetDateTime) =
+        sqlx::query_as(
+            "SELECT prev_hash, metadata, recorded_at FROM event WHERE aggregate_id = '59' AND sequence = 2",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let forged = json!({"RegionRenamed": {"name": "X"}});
+    let hash = opora_store::chain::event_hash(
+        &prev_hash,
+        &opora_store::chain::HashedFields {
+            aggregate_type: "Region",
+            aggregate_id: "59",
+            sequence: 2,
+            event_type: "RegionRenamed",
+            event_version: "1.0",
+            payload: &forged,
+            metadata: &metadata,
+            recorded_at,
+        },
+    );
     tamper(
         &db,
-        "UPDATE event AS e SET payload = '{\"RegionRenamed\": {\"name\": \"X\"}}', \
-                hash = sha256(e.prev_hash || event_hash_input(ROW(e.position, e.tx_id, e.aggregate_type, \
-                  e.aggregate_id, e.sequence, e.event_type, e.event_version, \
-                  '{\"RegionRenamed\": {\"name\": \"X\"}}'::jsonb, e.metadata, e.actor, e.command_id, \
-                  e.correlation_id, e.effective_date, e.recorded_at, e.prev_hash, e.hash)::event)) \
-          WHERE aggregate_id = '59' AND sequence = 2",
+        &format!(
+            "UPDATE event SET payload = '{forged}', hash = '\\x{}' WHERE aggregate_id = '59' AND sequence = 2",
+            hex(&hash)
+        ),
     )
     .await;
     let report = verify(&db.pool).await.unwrap();
     let first = report.first_problem.expect("broken chain found");
     assert_eq!((first.aggregate_id.as_str(), first.sequence), ("59", 3));
     assert_eq!(first.problem, Problem::ChainBroken);
+    assert_eq!(report.problems, 1, "the forged event itself is consistent");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The position rule: an event of a transaction still open holds back every event after
@@ -394,8 +418,8 @@ async fn verify_finds_a_rewritten_hash() {
 #[tokio::test]
 async fn a_reader_never_skips_an_event_committed_out_of_order() {
     let db = TestDb::new().await;
-    let insert = "INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-                  VALUES ('Region', $1, 1, 'RegionRenamed', '1.0', '{}', '{}') RETURNING position";
+    let insert = "INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, prev_hash, hash) \
+                  VALUES ('Region', $1, 1, 'RegionRenamed', '1.0', '{}', '{}', '\\x00', '\\x00') RETURNING position";
     let mut slow = db.pool.acquire().await.unwrap();
     let mut slow_tx = slow.begin().await.unwrap();
     let slow_position: i64 = sqlx::query_scalar(insert)
@@ -518,4 +542,44 @@ async fn a_replay_stream_reports_an_unreadable_event_instead_of_ending_quietly()
         }
     }
     assert_eq!(errors, 1);
+}
+
+/// The bus caches aggregates it decided; another process's append makes that cache stale.
+/// A stale cache must never let a wrong decision stand, either way.
+#[tokio::test]
+async fn a_stale_cached_aggregate_never_makes_a_wrong_decision() {
+    let db = TestDb::new().await;
+    let here = CommandBus::<Region>::new(db.log.clone(), ());
+    let elsewhere = CommandBus::<Region>::new(db.other_process().await, ());
+    here.execute("38", register_region("38", "Иркутская область"), &meta())
+        .await
+        .unwrap();
+    // Another process renames it; `here` still caches the old name.
+    elsewhere
+        .execute("38", rename_region("Иркутская обл."), &meta())
+        .await
+        .unwrap();
+    // Renaming to the current name must be refused, although the cache says it differs.
+    let same = here
+        .execute("38", rename_region("Иркутская обл."), &meta())
+        .await;
+    assert!(
+        matches!(same, Err(CommandError::Rejected(RegionError::SameName))),
+        "{same:?}"
+    );
+    // Renaming back to the old name must be accepted, although the cache says it is the same.
+    let back = here
+        .execute("38", rename_region("Иркутская область"), &meta())
+        .await
+        .unwrap();
+    assert_eq!(back, Executed::Applied);
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->'RegionRenamed'->>'name' FROM event \
+          WHERE aggregate_id = '38' AND sequence > 1 ORDER BY sequence",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(names, ["Иркутская обл.", "Иркутская область"]);
+    assert_eq!(verify(&db.pool).await.unwrap().first_problem, None);
 }

@@ -193,14 +193,19 @@ async fn slow_writer(pool: PgPool, writer: usize, appends: usize) {
             .await
             .unwrap();
             let inserted = sqlx::query(
-                "INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-                 VALUES ('Probe', $1, $2, 'Poked', '1.0', '{}', '{}')",
+                "INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, prev_hash, hash) \
+                 VALUES ('Probe', $1, $2, 'Poked', '1.0', '{}', '{}', '\\x00', '\\x00')",
             )
             .bind(&id)
             .bind(next)
             .execute(&mut *tx)
             .await;
-            if inserted.is_err() {
+            if let Err(error) = inserted {
+                // Only a concurrent append to the same stream is retried.
+                let conflict = error
+                    .as_database_error()
+                    .is_some_and(|e| e.constraint() == Some("event_stream_sequence"));
+                assert!(conflict, "slow writer: {error}");
                 tx.rollback().await.unwrap();
                 continue;
             }
