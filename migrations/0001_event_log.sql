@@ -15,8 +15,10 @@ CREATE TABLE event (
     event_type     text        NOT NULL,
     event_version  text        NOT NULL,
     payload        jsonb       NOT NULL,
+    -- Metadata: the keys Opora knows live in the typed columns below; `metadata` keeps any
+    -- other key (usually none). Readers see the union (store/src/log.rs), and the hash
+    -- covers it (store/src/chain.rs).
     metadata       jsonb       NOT NULL CHECK (jsonb_typeof(metadata) = 'object'),
-    -- Copied from metadata by the append statement, so that they cannot disagree with it.
     actor          text,
     command_id     uuid,
     correlation_id uuid,

@@ -118,6 +118,8 @@ const POSTGRES_ES_SCHEMA: &[&str] = &[
 #[derive(Clone, Copy, Debug)]
 enum System {
     Ours,
+    /// Ours with the bus's aggregate cache defeated: every command loads its stream.
+    OursUncached,
     RawInsert,
     PostgresEs,
 }
@@ -162,7 +164,7 @@ async fn measure(
     for client in 0..clients {
         for k in 0..aggregates {
             match system {
-                System::Ours => {
+                System::Ours | System::OursUncached => {
                     ours.execute(&id(client, k), register(), &CommandMeta::new("bench"))
                         .await?;
                 }
@@ -198,6 +200,12 @@ async fn measure(
                             Err(e) => return Err(anyhow::anyhow!("{e}")),
                         }
                     },
+                    System::OursUncached => {
+                        let cold = CommandBus::<Region>::new(EventLog::new(pool.clone()), ());
+                        cold.execute(aggregate, rename(n), &CommandMeta::new("bench"))
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    }
                     System::PostgresEs => theirs.execute(aggregate, rename(n)).await?,
                     System::RawInsert => {
                         sqlx::query(
@@ -235,18 +243,32 @@ async fn append(options: &PgConnectOptions, per_client: usize, aggregates: usize
     }
     let version = server_version(&pool).await?;
     // Warm-up: connections, prepared statements, caches.
-    for system in [System::RawInsert, System::Ours, System::PostgresEs] {
+    for system in [
+        System::RawInsert,
+        System::Ours,
+        System::PostgresEs,
+        System::OursUncached,
+    ] {
         measure(system, &pool, &format!("warm-{system:?}"), 4, 50, 10).await?;
     }
     let mut results = serde_json::Map::new();
     // Interleaved and repeated, best of three: the machine is noisy.
     for clients in [1_usize, 16] {
-        let mut best = [0.0_f64; 3];
+        let mut best = [0.0_f64; 4];
         for round in 0..3 {
-            for (i, system) in [System::RawInsert, System::Ours, System::PostgresEs]
-                .into_iter()
-                .enumerate()
+            for (i, system) in [
+                System::RawInsert,
+                System::Ours,
+                System::PostgresEs,
+                System::OursUncached,
+            ]
+            .into_iter()
+            .enumerate()
             {
+                if std::env::var("OPORA_BENCH_ONLY").is_ok_and(|only| only != format!("{system:?}"))
+                {
+                    continue;
+                }
                 let per = if clients == 1 {
                     per_client * 2
                 } else {
@@ -275,6 +297,9 @@ async fn append(options: &PgConnectOptions, per_client: usize, aggregates: usize
                 "postgres_es": best[2].round(),
                 "ours_vs_raw_insert": round3(best[1] / best[0]),
                 "ours_vs_postgres_es": round3(best[1] / best[2]),
+                "ours_uncached": best[3].round(),
+                "ours_uncached_vs_raw_insert": round3(best[3] / best[0]),
+                "ours_uncached_vs_postgres_es": round3(best[3] / best[2]),
             }),
         );
     }

@@ -19,7 +19,6 @@ use opora_domain::DatedCommand;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::Row;
-use time::format_description::well_known::Iso8601;
 use uuid::Uuid;
 
 use crate::repository::DuplicateCommand;
@@ -133,10 +132,10 @@ where
             ),
         ]);
         if let Some(date) = command.effective_date() {
-            let formatted = date
-                .format(&Iso8601::DATE)
-                .map_err(|e| CommandError::Unexpected(Box::new(e)))?;
-            metadata.insert(META_EFFECTIVE_DATE.to_owned(), formatted);
+            metadata.insert(
+                META_EFFECTIVE_DATE.to_owned(),
+                crate::chain::format_date(date),
+            );
         }
         // First from the cache; on any doubt (a refusal, nothing to do, a conflict) once
         // more from the log, because a cached state may be behind another process's append.

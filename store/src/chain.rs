@@ -7,10 +7,13 @@
 //! microseconds. Canonical JSON is computed from the parsed value, so it is the same before
 //! the payload is stored as `jsonb` and after it is read back.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::bus::{META_ACTOR, META_COMMAND_ID, META_CORRELATION_ID, META_EFFECTIVE_DATE};
 
 /// `prev_hash` of the first event of every stream.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -22,8 +25,9 @@ pub struct HashedFields<'a> {
     pub sequence: i64,
     pub event_type: &'a str,
     pub event_version: &'a str,
-    pub payload: &'a Value,
-    pub metadata: &'a Value,
+    /// Canonical JSON (`canonical_json`) of the payload and of the full metadata.
+    pub payload: &'a str,
+    pub metadata: &'a str,
     pub recorded_at: OffsetDateTime,
 }
 
@@ -31,8 +35,6 @@ pub fn event_hash(prev_hash: &[u8], fields: &HashedFields<'_>) -> [u8; 32] {
     let mut digest = Sha256::new();
     digest.update(prev_hash);
     let sequence = fields.sequence.to_string();
-    let payload = canonical_json(fields.payload);
-    let metadata = canonical_json(fields.metadata);
     let recorded_at = instant(fields.recorded_at);
     let parts: [&str; 8] = [
         fields.aggregate_type,
@@ -40,8 +42,8 @@ pub fn event_hash(prev_hash: &[u8], fields: &HashedFields<'_>) -> [u8; 32] {
         &sequence,
         fields.event_type,
         fields.event_version,
-        &payload,
-        &metadata,
+        fields.payload,
+        fields.metadata,
         &recorded_at,
     ];
     for (i, part) in parts.iter().enumerate() {
@@ -53,27 +55,114 @@ pub fn event_hash(prev_hash: &[u8], fields: &HashedFields<'_>) -> [u8; 32] {
     digest.finalize().into()
 }
 
-/// JSON with object keys sorted at every level and no insignificant whitespace.
+/// JSON with object keys sorted at every level and no insignificant whitespace. Written
+/// directly (no copy of the value), as it is on the append path of every event.
 pub fn canonical_json(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
+    let mut out = String::with_capacity(128);
+    write_canonical(&mut out, value);
+    out
+}
+
+fn write_canonical(out: &mut String, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                if let Some(item) = map.get(key) {
+                    write_canonical(out, item);
+                }
             }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
+            out.push('}');
         }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
-    // serde_json's map keeps insertion order or sorts, depending on a feature another crate
-    // may enable; inserting in sorted order gives sorted output either way.
-    sorted(value).to_string()
+}
+
+/// Event metadata as stored: the keys Opora knows in typed columns, anything else in the
+/// `metadata` jsonb (usually empty). `join` rebuilds the full map; the hash covers it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SplitMetadata {
+    pub actor: Option<String>,
+    pub command_id: Option<Uuid>,
+    pub correlation_id: Option<Uuid>,
+    pub effective_date: Option<Date>,
+    pub other: Map<String, Value>,
+}
+
+const DATE: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+impl SplitMetadata {
+    /// Known keys whose values parse go to columns; everything else stays as it was.
+    pub fn split(full: &Value) -> Self {
+        let mut split = Self::default();
+        let Some(map) = full.as_object() else {
+            return split;
+        };
+        for (key, value) in map {
+            let text = value.as_str();
+            let kept = match key.as_str() {
+                META_ACTOR => text.map(|t| split.actor = Some(t.to_owned())),
+                META_COMMAND_ID => text
+                    .and_then(|t| Uuid::parse_str(t).ok())
+                    .map(|u| split.command_id = Some(u)),
+                META_CORRELATION_ID => text
+                    .and_then(|t| Uuid::parse_str(t).ok())
+                    .map(|u| split.correlation_id = Some(u)),
+                META_EFFECTIVE_DATE => text
+                    .and_then(|t| Date::parse(t, DATE).ok())
+                    .map(|d| split.effective_date = Some(d)),
+                _ => None,
+            };
+            if kept.is_none() {
+                split.other.insert(key.clone(), value.clone());
+            }
+        }
+        split
+    }
+
+    /// The full metadata, with the known keys in their canonical text form.
+    pub fn join(&self) -> Value {
+        let mut map = self.other.clone();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                map.insert(key.to_owned(), Value::String(value));
+            }
+        };
+        put(META_ACTOR, self.actor.clone());
+        put(META_COMMAND_ID, self.command_id.map(|u| u.to_string()));
+        put(
+            META_CORRELATION_ID,
+            self.correlation_id.map(|u| u.to_string()),
+        );
+        put(
+            META_EFFECTIVE_DATE,
+            self.effective_date.and_then(|d| d.format(DATE).ok()),
+        );
+        Value::Object(map)
+    }
+}
+
+/// The date format of the `effective_date` metadata key.
+pub fn format_date(date: Date) -> String {
+    date.format(DATE).unwrap_or_default()
 }
 
 /// An instant as stored by PostgreSQL: UTC, microseconds.
@@ -111,6 +200,27 @@ mod tests {
     }
 
     #[test]
+    fn metadata_splits_into_columns_and_joins_back() {
+        let full = json!({
+            "actor": "user:1",
+            "command_id": "0192F5A0-0000-7000-8000-000000000001",
+            "correlation_id": "not a uuid",
+            "effective_date": "2025-03-14",
+            "ip": "10.0.0.1"
+        });
+        let split = SplitMetadata::split(&full);
+        assert_eq!(split.actor.as_deref(), Some("user:1"));
+        assert!(split.command_id.is_some());
+        assert_eq!(split.correlation_id, None);
+        assert_eq!(split.other.len(), 2, "unparsable and unknown keys are kept");
+        let joined = split.join();
+        assert_eq!(joined["command_id"], "0192f5a0-0000-7000-8000-000000000001");
+        assert_eq!(joined["correlation_id"], "not a uuid");
+        assert_eq!(joined["effective_date"], "2025-03-14");
+        assert_eq!(SplitMetadata::split(&joined), split, "idempotent");
+    }
+
+    #[test]
     fn instants_have_six_fractional_digits_in_utc() {
         assert_eq!(
             instant(datetime!(2026-11-21 20:09:00.1234567 +3)),
@@ -124,9 +234,9 @@ mod tests {
 
     #[test]
     fn every_field_changes_the_hash() {
-        let payload = json!({"RegionRenamed": {"name": "А"}});
-        let other_payload = json!({"RegionRenamed": {"name": "Б"}});
-        let metadata = json!({});
+        let payload = canonical_json(&json!({"RegionRenamed": {"name": "А"}}));
+        let other_payload = canonical_json(&json!({"RegionRenamed": {"name": "Б"}}));
+        let metadata = "{}";
         let base = HashedFields {
             aggregate_type: "Region",
             aggregate_id: "16",
@@ -134,7 +244,7 @@ mod tests {
             event_type: "RegionRenamed",
             event_version: "1.0",
             payload: &payload,
-            metadata: &metadata,
+            metadata,
             recorded_at: datetime!(2026-11-21 17:09:00 UTC),
         };
         let h = event_hash(&GENESIS, &base);

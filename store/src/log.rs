@@ -91,7 +91,8 @@ impl RecordedEvent {
 }
 
 const COLUMNS: &str = "tx_id, position, aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata, recorded_at, effective_date";
+     event_version, payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata, \
+     recorded_at, effective_date";
 
 /// The next `limit` events after `after`, of finished transactions only.
 pub async fn read_after(

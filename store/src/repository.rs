@@ -11,10 +11,10 @@ use sqlx::Row;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use time::format_description::well_known::Iso8601;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::chain::{canonical_json, event_hash, HashedFields, SplitMetadata};
 use crate::EventLog;
 
 /// Raised (boxed in `PersistenceError::UnknownError`) when the command id of an append has
@@ -40,13 +40,14 @@ const SELECT_STREAM_LEAN: &str = "SELECT aggregate_type, aggregate_id, sequence,
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
 
 const SELECT_STREAM: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata FROM event \
+     event_version, payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata FROM event \
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
 
 // The journal row (when the events carry a command id) and the events are one statement:
 // one round trip, no explicit transaction, all or nothing. The primary keys refuse a
 // concurrent append to the stream (`event_stream_sequence`) or a replayed command
-// (`command_pkey`). Hashes and metadata columns arrive computed (chain.rs).
+// (`command_pkey`). Hashes and metadata columns arrive computed (chain.rs); payload and
+// metadata arrive as the canonical JSON text that was hashed.
 const APPEND_ONE: &str = "WITH journal AS ( \
        INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
                             first_sequence, last_sequence, actor) \
@@ -54,7 +55,7 @@ const APPEND_ONE: &str = "WITH journal AS ( \
      INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                         payload, metadata, actor, command_id, correlation_id, effective_date, \
                         recorded_at, prev_hash, hash) \
-     VALUES ($2, $3, $4, $7, $8, $9, $10, $6, $11, $12, $13, $14, $15, $16)";
+     VALUES ($2, $3, $4, $7, $8, $9::text::jsonb, $10::text::jsonb, $6, $11, $12, $13, $14, $15, $16)";
 
 const APPEND_MANY: &str = "WITH journal AS ( \
        INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
@@ -63,9 +64,9 @@ const APPEND_MANY: &str = "WITH journal AS ( \
      INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                         payload, metadata, actor, command_id, correlation_id, effective_date, \
                         recorded_at, prev_hash, hash) \
-     SELECT $2, $3, e.sequence, e.event_type, e.event_version, e.payload, e.metadata, $6, \
+     SELECT $2, $3, e.sequence, e.event_type, e.event_version, e.payload::jsonb, e.metadata::jsonb, $6, \
             e.command_id, e.correlation_id, e.effective_date, $14, e.prev_hash, e.hash \
-       FROM unnest($7::bigint[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[], \
+       FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], \
                    $12::uuid[], $13::uuid[], $15::date[], $16::bytea[], $17::bytea[]) \
             WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, \
                                  command_id, correlation_id, effective_date, prev_hash, hash, n) \
@@ -174,7 +175,8 @@ impl PgEventRepository {
                 SELECT_STREAM
             } else {
                 "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                 payload, metadata FROM event WHERE aggregate_type = $1 AND $2::text IS NULL \
+                 payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata \
+                 FROM event WHERE aggregate_type = $1 AND $2::text IS NULL \
                  AND sequence > $3 ORDER BY tx_id, position"
             };
             let mut rows = sqlx::query(sql)
@@ -243,16 +245,6 @@ impl PersistedEventRepository for PgEventRepository {
             return Err(PersistenceError::OptimisticLockError);
         };
         let recorded_at = crate::chain::truncate_to_micros(OffsetDateTime::now_utc());
-        let meta = |event: &SerializedEvent, key: &str| {
-            event
-                .metadata
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let uuid_of = |event: &SerializedEvent, key: &str| {
-            meta(event, key).and_then(|raw| Uuid::parse_str(&raw).ok())
-        };
         let n = events.len();
         let mut sequences = Vec::with_capacity(n);
         let mut types = Vec::with_capacity(n);
@@ -264,38 +256,40 @@ impl PersistedEventRepository for PgEventRepository {
         let mut effective_dates = Vec::with_capacity(n);
         let mut prev_hashes = Vec::with_capacity(n);
         let mut hashes = Vec::with_capacity(n);
+        let mut actor = None;
         for event in events {
             let sequence = to_i64(event.sequence)?;
-            let hash = crate::chain::event_hash(
+            let split = SplitMetadata::split(&event.metadata);
+            let payload = canonical_json(&event.payload);
+            let hash = event_hash(
                 &prev,
-                &crate::chain::HashedFields {
+                &HashedFields {
                     aggregate_type: A::TYPE,
                     aggregate_id: &first.aggregate_id,
                     sequence,
                     event_type: &event.event_type,
                     event_version: &event.event_version,
-                    payload: &event.payload,
-                    metadata: &event.metadata,
+                    payload: &payload,
+                    metadata: &canonical_json(&split.join()),
                     recorded_at,
                 },
             );
             sequences.push(sequence);
             types.push(event.event_type.as_str());
             versions.push(event.event_version.as_str());
-            payloads.push(sqlx::types::Json(&event.payload));
-            metadata.push(sqlx::types::Json(&event.metadata));
-            command_ids.push(uuid_of(event, crate::bus::META_COMMAND_ID));
-            correlation_ids.push(uuid_of(event, crate::bus::META_CORRELATION_ID));
-            effective_dates.push(
-                meta(event, crate::bus::META_EFFECTIVE_DATE)
-                    .and_then(|raw| Date::parse(&raw, &Iso8601::DATE).ok()),
-            );
+            payloads.push(payload);
+            metadata.push(canonical_json(&Value::Object(split.other)));
+            command_ids.push(split.command_id);
+            correlation_ids.push(split.correlation_id);
+            effective_dates.push(split.effective_date);
+            if actor.is_none() {
+                actor = split.actor;
+            }
             prev_hashes.push(prev.to_vec());
             hashes.push(hash.to_vec());
             prev = hash;
         }
         let command_id = command_ids[0];
-        let actor = meta(first, crate::bus::META_ACTOR);
         let query = if n == 1 {
             sqlx::query(APPEND_ONE)
                 .bind(command_id)

@@ -14,7 +14,7 @@
 use futures::TryStreamExt;
 use sqlx::{PgPool, Row};
 
-use crate::chain::{event_hash, HashedFields, GENESIS};
+use crate::chain::{canonical_json, event_hash, HashedFields, SplitMetadata, GENESIS};
 use crate::log::LogPosition;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,8 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
 
     let mut rows = sqlx::query(
         "SELECT tx_id, position, aggregate_type, aggregate_id, sequence, event_type, \
-                event_version, payload, metadata, recorded_at, prev_hash, hash \
+                event_version, payload, metadata, actor, command_id, correlation_id, \
+                effective_date, recorded_at, prev_hash, hash \
            FROM event ORDER BY aggregate_type, aggregate_id, sequence",
     )
     .fetch(pool);
@@ -175,7 +176,15 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
         let event_type: String = row.try_get("event_type")?;
         let event_version: String = row.try_get("event_version")?;
         let payload: serde_json::Value = row.try_get("payload")?;
-        let metadata: serde_json::Value = row.try_get("metadata")?;
+        let other: serde_json::Value = row.try_get("metadata")?;
+        let metadata = SplitMetadata {
+            actor: row.try_get("actor")?,
+            command_id: row.try_get("command_id")?,
+            correlation_id: row.try_get("correlation_id")?,
+            effective_date: row.try_get("effective_date")?,
+            other: other.as_object().cloned().unwrap_or_default(),
+        }
+        .join();
         let recomputed = event_hash(
             &prev_hash,
             &HashedFields {
@@ -184,8 +193,8 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
                 sequence,
                 event_type: &event_type,
                 event_version: &event_version,
-                payload: &payload,
-                metadata: &metadata,
+                payload: &canonical_json(&payload),
+                metadata: &canonical_json(&metadata),
                 recorded_at: row.try_get("recorded_at")?,
             },
         );

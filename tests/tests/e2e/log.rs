@@ -373,13 +373,23 @@ async fn verify_finds_a_rewritten_hash() {
     seed_streams(&db).await;
     // Content changed and its own hash recomputed correctly, but the next event still
     // points at the old hash: the chain breaks there.
-    let (prev_hash, metadata, recorded_at): (Vec<u8>, serde_json::Value, time::OffsetDateTime) =
-        sqlx::query_as(
-            "SELECT prev_hash, metadata, recorded_at FROM event WHERE aggregate_id = '59' AND sequence = 2",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let row = sqlx::query(
+        "SELECT prev_hash, metadata, actor, command_id, correlation_id, effective_date, recorded_at \
+           FROM event WHERE aggregate_id = '59' AND sequence = 2",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let prev_hash: Vec<u8> = row.get("prev_hash");
+    let other: serde_json::Value = row.get("metadata");
+    let metadata = opora_store::chain::SplitMetadata {
+        actor: row.get("actor"),
+        command_id: row.get("command_id"),
+        correlation_id: row.get("correlation_id"),
+        effective_date: row.get("effective_date"),
+        other: other.as_object().cloned().unwrap(),
+    }
+    .join();
     let forged = json!({"RegionRenamed": {"name": "X"}});
     let hash = opora_store::chain::event_hash(
         &prev_hash,
@@ -389,9 +399,9 @@ async fn verify_finds_a_rewritten_hash() {
             sequence: 2,
             event_type: "RegionRenamed",
             event_version: "1.0",
-            payload: &forged,
-            metadata: &metadata,
-            recorded_at,
+            payload: &opora_store::chain::canonical_json(&forged),
+            metadata: &opora_store::chain::canonical_json(&metadata),
+            recorded_at: row.get("recorded_at"),
         },
     );
     tamper(
