@@ -7,6 +7,8 @@
 //!   through the same pool, and against stock postgres-es 0.5 with the same aggregate.
 //! - `rebuild`: full rebuild of the `reference` projection from N events, against COPY of
 //!   the same event rows into a table.
+//! - `lag`: from a command's return to its effect in the read model, with writers loading
+//!   the log meanwhile, against the command's own latency.
 //!
 //! Server: DATABASE_URL, or the embedded default (as `opora` itself). Each run works in a
 //! database of its own, dropped at the end.
@@ -45,6 +47,15 @@ enum Bench {
         #[arg(long, default_value_t = 40)]
         aggregates_per_client: usize,
     },
+    /// Live lag: time from a command's return to its effect in the read model, under load.
+    Lag {
+        /// Measured commands (one at a time, about 20 per second).
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Background writers appending as fast as they can meanwhile.
+        #[arg(long, default_value_t = 4)]
+        load_writers: usize,
+    },
     /// Rebuild of the reference projection vs COPY of the same event rows.
     Rebuild {
         #[arg(long, default_value_t = 1_000_000)]
@@ -72,6 +83,10 @@ async fn main() -> Result<()> {
             aggregates_per_client,
         } => append(&options, commands_per_client, aggregates_per_client).await,
         Bench::Rebuild { events, streams } => rebuild(&options, events, streams).await,
+        Bench::Lag {
+            samples,
+            load_writers,
+        } => lag(&options, samples, load_writers).await,
     };
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin_conn)
@@ -326,6 +341,127 @@ async fn append(options: &PgConnectOptions, per_client: usize, aggregates: usize
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+// ---------------------------------------------------------------------------------------
+// lag
+// ---------------------------------------------------------------------------------------
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn lag(options: &PgConnectOptions, samples: usize, load_writers: usize) -> Result<Value> {
+    use opora_domain::reference::{Municipality, MunicipalityCommand};
+    let pool = pool(options, 24).await?;
+    opora_store::MIGRATOR.run(&pool).await?;
+    let version = server_version(&pool).await?;
+    let log = EventLog::new(pool.clone());
+    opora_web::seed::load_reference(&log).await?;
+    // The runner as `opora serve` runs it, in the same process as the writers.
+    let runner = opora_projections::Runner::new(log.clone(), Default::default());
+    for projection in opora_projections::all() {
+        runner.catch_up(projection.as_ref()).await?;
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks = runner.spawn(opora_projections::all(), stopped);
+
+    // Background load: writers renaming regions as fast as they can.
+    let loading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let appended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for writer in 0..load_writers {
+        let (log, loading, appended) = (log.clone(), loading.clone(), appended.clone());
+        load.push(tokio::spawn(async move {
+            let bus = CommandBus::<Region>::new(log, ());
+            let code = format!("{}", 10 + writer);
+            let mut n = 0;
+            while loading.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                if bus
+                    .execute(&code, rename(n), &CommandMeta::new("bench:load"))
+                    .await
+                    .is_ok()
+                {
+                    appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+
+    let bus = CommandBus::<Municipality>::new(log.clone(), ());
+    // Омск, registered by the reference seed.
+    let id = opora_domain::reference::municipality_id(
+        &opora_domain::reference::RegionCode::parse("55")?,
+        &opora_domain::reference::PlaceName::parse("Омск")?,
+    );
+    let started = Instant::now();
+    let mut command_ms = Vec::with_capacity(samples);
+    let mut lag_ms = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let name = format!("Омск, проверка {n}");
+        let command = MunicipalityCommand::RenameMunicipality {
+            name: opora_domain::reference::PlaceName::parse(&name)?,
+            effective_date: time::macros::date!(2025 - 01 - 31),
+        };
+        let sent = Instant::now();
+        bus.execute(&id.to_string(), command, &CommandMeta::new("bench:lag"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let returned = Instant::now();
+        loop {
+            let seen: Option<String> =
+                sqlx::query_scalar("SELECT name FROM reference.municipality WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&pool)
+                    .await?;
+            if seen.as_deref() == Some(name.as_str()) {
+                break;
+            }
+            anyhow::ensure!(
+                returned.elapsed() < Duration::from_secs(30),
+                "never projected"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        command_ms.push((returned - sent).as_secs_f64() * 1000.0);
+        lag_ms.push(returned.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    loading.store(false, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await?;
+    }
+    let _ = stop.send(true);
+    for task in tasks {
+        task.await?;
+    }
+    lag_ms.sort_by(f64::total_cmp);
+    command_ms.sort_by(f64::total_cmp);
+    let ours = percentile(&lag_ms, 0.5);
+    let baseline = percentile(&command_ms, 0.5);
+    pool.close().await;
+    Ok(json!({
+        "bench": "lag",
+        "ours": round3(ours),
+        "baseline": round3(baseline),
+        "ratio": round3(ours / baseline),
+        "unit": "ms (median)",
+        "ours_is": "from a command's return to its effect being readable in the read model",
+        "baseline_is": "the command itself (load, decide, append, commit), median",
+        "lag_p90_ms": round3(percentile(&lag_ms, 0.9)),
+        "lag_p99_ms": round3(percentile(&lag_ms, 0.99)),
+        "lag_max_ms": round3(lag_ms.last().copied().unwrap_or_default()),
+        "samples": samples,
+        "load_writers": load_writers,
+        "load_commands_per_second": (appended.load(std::sync::atomic::Ordering::Relaxed) as f64 / seconds).round(),
+        "server": version,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------

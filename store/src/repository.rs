@@ -29,7 +29,7 @@ pub struct PgEventRepository {
     /// The last (sequence, hash) of streams this repository has read or written: the next
     /// append chains to it without asking the database. An event's hash never changes, so
     /// an entry can be behind the stream but never wrong; a miss costs one lookup.
-    last_hash: Arc<Mutex<HashMap<StreamKey, (i64, [u8; 32])>>>,
+    last_hash: Arc<Mutex<LastHashes>>,
     /// Loads leave metadata out (`{}`): the command bus only folds payloads, and cqrs-es
     /// drops the metadata of loaded events. Replay streams always carry it.
     lean_loads: bool,
@@ -76,6 +76,7 @@ const APPEND_MANY: &str = "WITH journal AS ( \
 const HASH_CACHE_LIMIT: usize = 100_000;
 
 type StreamKey = (&'static str, String);
+type LastHashes = HashMap<StreamKey, (i64, [u8; 32])>;
 
 impl PgEventRepository {
     pub fn new(log: EventLog) -> Self {
