@@ -128,113 +128,60 @@ impl TimeZoneId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegionKind {
-    Republic,
-    Krai,
-    Oblast,
-    FederalCity,
-    AutonomousOblast,
-    AutonomousOkrug,
+/// A closed list whose values have a stable code (stored in events, the serde name) and a
+/// Russian label (shown, and accepted from seed files and forms).
+macro_rules! labelled_enum {
+    ($(#[$meta:meta])* $name:ident, $error:ident {
+        $($(#[$vmeta:meta])* $variant:ident => ($code:literal, $label:literal)),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [(Self, &'static str, &'static str)] =
+                &[$((Self::$variant, $code, $label)),+];
+
+            /// Accepts the code or the Russian label, in any case.
+            pub fn parse(raw: &str) -> Result<Self, ValueError> {
+                let wanted = raw.trim().to_lowercase();
+                Self::ALL
+                    .iter()
+                    .find(|(_, code, label)| *code == wanted || *label == wanted)
+                    .map(|(value, _, _)| *value)
+                    .ok_or_else(|| ValueError::$error(raw.to_owned()))
+            }
+            pub fn code(self) -> &'static str {
+                Self::ALL.iter().find(|(v, _, _)| *v == self).map_or("", |(_, c, _)| c)
+            }
+            pub fn label_ru(self) -> &'static str {
+                Self::ALL.iter().find(|(v, _, _)| *v == self).map_or("", |(_, _, l)| l)
+            }
+        }
+    };
 }
 
-impl RegionKind {
-    const ALL: [(Self, &'static str, &'static str); 6] = [
-        (Self::Republic, "republic", "республика"),
-        (Self::Krai, "krai", "край"),
-        (Self::Oblast, "oblast", "область"),
-        (
-            Self::FederalCity,
-            "federal_city",
-            "город федерального значения",
-        ),
-        (
-            Self::AutonomousOblast,
-            "autonomous_oblast",
-            "автономная область",
-        ),
-        (
-            Self::AutonomousOkrug,
-            "autonomous_okrug",
-            "автономный округ",
-        ),
-    ];
+labelled_enum!(RegionKind, RegionKind {
+    Republic => ("republic", "республика"),
+    Krai => ("krai", "край"),
+    Oblast => ("oblast", "область"),
+    FederalCity => ("federal_city", "город федерального значения"),
+    AutonomousOblast => ("autonomous_oblast", "автономная область"),
+    AutonomousOkrug => ("autonomous_okrug", "автономный округ"),
+});
 
-    /// Accepts the Russian name (as in the seed file) or the code.
-    pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        let wanted = raw.trim().to_lowercase();
-        Self::ALL
-            .iter()
-            .find(|(_, code, ru)| *code == wanted || *ru == wanted)
-            .map(|(kind, _, _)| *kind)
-            .ok_or_else(|| ValueError::RegionKind(raw.to_owned()))
-    }
-    pub fn code(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map_or("", |(_, c, _)| c)
-    }
-    pub fn label_ru(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map_or("", |(_, _, r)| r)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MunicipalityKind {
-    MunicipalDistrict,
-    MunicipalOkrug,
-    UrbanOkrug,
+labelled_enum!(MunicipalityKind, MunicipalityKind {
+    MunicipalDistrict => ("municipal_district", "муниципальный район"),
+    MunicipalOkrug => ("municipal_okrug", "муниципальный округ"),
+    UrbanOkrug => ("urban_okrug", "городской округ"),
     /// Intra-city territory of Moscow, Saint Petersburg or Sevastopol.
-    IntraCityTerritory,
-}
+    IntraCityTerritory => ("intra_city_territory", "внутригородская территория"),
+});
 
 impl MunicipalityKind {
-    const ALL: [(Self, &'static str, &'static str); 4] = [
-        (
-            Self::MunicipalDistrict,
-            "municipal_district",
-            "муниципальный район",
-        ),
-        (
-            Self::MunicipalOkrug,
-            "municipal_okrug",
-            "муниципальный округ",
-        ),
-        (Self::UrbanOkrug, "urban_okrug", "городской округ"),
-        (
-            Self::IntraCityTerritory,
-            "intra_city_territory",
-            "внутригородская территория",
-        ),
-    ];
-
-    pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        let wanted = raw.trim().to_lowercase();
-        Self::ALL
-            .iter()
-            .find(|(_, code, ru)| *code == wanted || *ru == wanted)
-            .map(|(kind, _, _)| *kind)
-            .ok_or_else(|| ValueError::MunicipalityKind(raw.to_owned()))
-    }
-    pub fn code(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map_or("", |(_, c, _)| c)
-    }
-    pub fn label_ru(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map_or("", |(_, _, r)| r)
-    }
-
     /// The rule for names recorded before kinds were (version 1.0 events): the name says
     /// "район" or "округ"; anything else is a city, i.e. an urban okrug.
     pub fn infer_from_name(name: &str) -> Self {

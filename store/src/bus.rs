@@ -170,14 +170,11 @@ where
                     use_cache = false;
                     continue;
                 }
-                return match self.first_outcome(meta.command_id).await? {
-                    Some(Ok(())) => Ok(Executed::AlreadyApplied),
-                    Some(Err(first)) => Err(CommandError::Rejected(first)),
-                    None => {
-                        self.record_refusal(aggregate_id, meta, &refusal).await?;
-                        Err(CommandError::Rejected(refusal))
-                    }
-                };
+                if let Some(first) = self.first_outcome(meta.command_id).await? {
+                    return first;
+                }
+                self.record_refusal(aggregate_id, meta, &refusal).await?;
+                return Err(CommandError::Rejected(refusal));
             }
             let events = sink.collect().await;
             if events.is_empty() {
@@ -185,11 +182,10 @@ where
                     use_cache = false;
                     continue;
                 }
-                return match self.first_outcome(meta.command_id).await? {
-                    Some(Ok(())) => Ok(Executed::AlreadyApplied),
-                    Some(Err(first)) => Err(CommandError::Rejected(first)),
-                    None => Ok(Executed::NothingToDo),
-                };
+                return Ok(self
+                    .first_outcome(meta.command_id)
+                    .await?
+                    .unwrap_or(Ok(Executed::NothingToDo))?);
             }
             let decided = (
                 context.current_sequence + events.len(),
@@ -206,11 +202,9 @@ where
                     continue;
                 }
                 Err(AggregateError::UnexpectedError(error)) if error.is::<DuplicateCommand>() => {
-                    match self.first_outcome(meta.command_id).await? {
-                        Some(Ok(())) => Ok(Executed::AlreadyApplied),
-                        Some(Err(first)) => Err(CommandError::Rejected(first)),
-                        None => Err(CommandError::Unexpected(error)),
-                    }
+                    self.first_outcome(meta.command_id)
+                        .await?
+                        .unwrap_or(Err(CommandError::Unexpected(error)))
                 }
                 Err(error) => {
                     self.forget(aggregate_id);
@@ -239,11 +233,13 @@ where
         }
     }
 
-    /// The journal's verdict on a command id: accepted, refused (with the refusal), or none.
+    /// What a command id answered the first time, from the journal: already applied, or the
+    /// same refusal; `None` if it never ran.
+    #[allow(clippy::type_complexity)]
     async fn first_outcome(
         &self,
         command_id: Uuid,
-    ) -> Result<Option<Result<(), A::Error>>, CommandError<A::Error>> {
+    ) -> Result<Option<Result<Executed, CommandError<A::Error>>>, CommandError<A::Error>> {
         let row = sqlx::query("SELECT outcome, error FROM command WHERE command_id = $1")
             .bind(command_id)
             .fetch_optional(self.log.pool())
@@ -252,12 +248,12 @@ where
         let Some(row) = row else { return Ok(None) };
         let outcome: String = row.try_get("outcome").map_err(unexpected)?;
         if outcome == "accepted" {
-            return Ok(Some(Ok(())));
+            return Ok(Some(Ok(Executed::AlreadyApplied)));
         }
         let error: serde_json::Value = row.try_get("error").map_err(unexpected)?;
         let refusal: A::Error =
             serde_json::from_value(error).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
-        Ok(Some(Err(refusal)))
+        Ok(Some(Err(CommandError::Rejected(refusal))))
     }
 
     async fn record_refusal(

@@ -48,29 +48,33 @@ const SELECT_STREAM: &str = "SELECT aggregate_type, aggregate_id, sequence, even
 // concurrent append to the stream (`event_stream_sequence`) or a replayed command
 // (`command_pkey`). Hashes and metadata columns arrive computed (chain.rs); payload and
 // metadata arrive as the canonical JSON text that was hashed.
-const APPEND_ONE: &str = "WITH journal AS ( \
-       INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
-                            first_sequence, last_sequence, actor) \
-       SELECT $1, $2, $3, 'accepted', $4, $5, $6 WHERE $1::uuid IS NOT NULL) \
-     INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                        payload, metadata, actor, command_id, correlation_id, effective_date, \
-                        recorded_at, prev_hash, hash) \
-     VALUES ($2, $3, $4, $7, $8, $9::text::jsonb, $10::text::jsonb, $6, $11, $12, $13, $14, $15, $16)";
+macro_rules! journal_then_insert {
+    () => {
+        "WITH journal AS ( \
+           INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
+                                first_sequence, last_sequence, actor) \
+           SELECT $1, $2, $3, 'accepted', $4, $5, $6 WHERE $1::uuid IS NOT NULL) \
+         INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                            payload, metadata, actor, command_id, correlation_id, effective_date, \
+                            recorded_at, prev_hash, hash) "
+    };
+}
 
-const APPEND_MANY: &str = "WITH journal AS ( \
-       INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
-                            first_sequence, last_sequence, actor) \
-       SELECT $1, $2, $3, 'accepted', $4, $5, $6 WHERE $1::uuid IS NOT NULL) \
-     INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                        payload, metadata, actor, command_id, correlation_id, effective_date, \
-                        recorded_at, prev_hash, hash) \
-     SELECT $2, $3, e.sequence, e.event_type, e.event_version, e.payload::jsonb, e.metadata::jsonb, $6, \
+const APPEND_ONE: &str = concat!(
+    journal_then_insert!(),
+    "VALUES ($2, $3, $4, $7, $8, $9::text::jsonb, $10::text::jsonb, $6, $11, $12, $13, $14, $15, $16)"
+);
+
+const APPEND_MANY: &str = concat!(
+    journal_then_insert!(),
+    "SELECT $2, $3, e.sequence, e.event_type, e.event_version, e.payload::jsonb, e.metadata::jsonb, $6, \
             e.command_id, e.correlation_id, e.effective_date, $14, e.prev_hash, e.hash \
        FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], \
                    $12::uuid[], $13::uuid[], $15::date[], $16::bytea[], $17::bytea[]) \
             WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, \
                                  command_id, correlation_id, effective_date, prev_hash, hash, n) \
-      ORDER BY e.n";
+      ORDER BY e.n"
+);
 
 /// Streams whose last hash is remembered; beyond this the memory is simply cleared.
 const HASH_CACHE_LIMIT: usize = 100_000;
