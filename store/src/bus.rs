@@ -182,10 +182,10 @@ where
                     use_cache = false;
                     continue;
                 }
-                return Ok(self
+                return self
                     .first_outcome(meta.command_id)
                     .await?
-                    .unwrap_or(Ok(Executed::NothingToDo))?);
+                    .unwrap_or(Ok(Executed::NothingToDo));
             }
             let decided = (
                 context.current_sequence + events.len(),
