@@ -141,10 +141,10 @@ async fn serve(bind: SocketAddr) -> Result<ExitCode> {
     println!(
         "Вход: страницы пока открыты без входа (учётные записи и демо-пользователи появятся с задачей «Люди и доступ»)."
     );
-    if database.embedded.is_some() {
+    if let Some(pg) = &database.embedded {
         println!(
             "База данных: встроенный PostgreSQL в {}",
-            db::data_dir().display()
+            pg.data_dir().display()
         );
     }
     println!("Остановить: Ctrl+C");

@@ -38,23 +38,32 @@ impl EmbeddedPostgres {
     pub fn start(data_dir: &Path, durability: Durability) -> Result<Self> {
         let bin_dir = find_bin_dir()?;
         let run_as_postgres = is_root();
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
-        let data_dir = data_dir
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
-        if run_as_postgres {
-            chown_to_postgres(&data_dir)?;
-            let reachable = Command::new("runuser")
-                .args(["-u", "postgres", "--", "test", "-w"])
-                .arg(&data_dir)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if !reachable {
+        let mut data_dir = prepare(data_dir, run_as_postgres)?;
+        if run_as_postgres && !reachable_by_postgres(&data_dir) {
+            // A checkout in a private home folder: the postgres user cannot get in. Keep the
+            // cluster in a folder of its own, named after the one asked for (stable, so the
+            // same checkout finds its data again).
+            let flat: String = data_dir
+                .to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let fallback = PathBuf::from("/var/tmp").join(format!("opora{flat}"));
+            tracing::info!(
+                asked = %data_dir.display(),
+                using = %fallback.display(),
+                "the postgres user cannot reach the data folder; using another"
+            );
+            data_dir = prepare(&fallback, true)?;
+            if !reachable_by_postgres(&data_dir) {
                 bail!(
-                    "the postgres user cannot reach {}: choose a data folder outside a private \
-                     home folder with OPORA_DATA_DIR",
+                    "the postgres user cannot reach {}: set OPORA_DATA_DIR to a folder it can reach",
                     data_dir.display()
                 );
             }
@@ -101,6 +110,11 @@ impl EmbeddedPostgres {
         .with_context(|| format!("PostgreSQL did not start; see {}", log_file.display()))?;
         pg.owned = true;
         Ok(pg)
+    }
+
+    /// Where the cluster actually lives (see the fallback in `start`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     pub fn port(&self) -> u16 {
@@ -234,6 +248,28 @@ pub fn find_bin_dir() -> Result<PathBuf> {
              DATABASE_URL to use an existing server."
         ),
     }
+}
+
+/// Creates the folder and, when running as root, gives it to the postgres user.
+fn prepare(dir: &Path, run_as_postgres: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data folder {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    if run_as_postgres {
+        chown_to_postgres(&dir)?;
+    }
+    Ok(dir)
+}
+
+fn reachable_by_postgres(dir: &Path) -> bool {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-w"])
+        .arg(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 fn is_root() -> bool {
