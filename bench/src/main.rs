@@ -267,21 +267,23 @@ async fn append(options: &PgConnectOptions, per_client: usize, aggregates: usize
         measure(system, &pool, &format!("warm-{system:?}"), 4, 50, 10).await?;
     }
     let mut results = serde_json::Map::new();
-    // Interleaved and repeated, best of three: the machine is noisy.
+    // The machine is noisy: five rounds, each measuring every system back to back; each
+    // system is reported by its median, each comparison by the median of the per-round
+    // ratios (noise within a round hits both sides alike), with its range.
+    const ROUNDS: usize = 5;
+    let systems = [
+        System::RawInsert,
+        System::Ours,
+        System::PostgresEs,
+        System::OursUncached,
+    ];
     for clients in [1_usize, 16] {
-        let mut best = [0.0_f64; 4];
-        for round in 0..3 {
-            for (i, system) in [
-                System::RawInsert,
-                System::Ours,
-                System::PostgresEs,
-                System::OursUncached,
-            ]
-            .into_iter()
-            .enumerate()
-            {
+        let mut rates = vec![Vec::with_capacity(ROUNDS); systems.len()];
+        for round in 0..ROUNDS {
+            for (i, system) in systems.into_iter().enumerate() {
                 if std::env::var("OPORA_BENCH_ONLY").is_ok_and(|only| only != format!("{system:?}"))
                 {
+                    rates[i].push(f64::NAN);
                     continue;
                 }
                 let per = if clients == 1 {
@@ -301,31 +303,50 @@ async fn append(options: &PgConnectOptions, per_client: usize, aggregates: usize
                 eprintln!(
                     "append {system:?} clients={clients} round={round}: {rate:.0} commands/s"
                 );
-                best[i] = best[i].max(rate);
+                rates[i].push(rate);
             }
         }
+        let median_of = |values: Vec<f64>| {
+            let mut values = values;
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let ratio = |a: usize, b: usize| {
+            let per_round: Vec<f64> = (0..ROUNDS).map(|r| rates[a][r] / rates[b][r]).collect();
+            let min = per_round.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = per_round.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (round3(median_of(per_round)), round3(min), round3(max))
+        };
+        let (vs_raw, vs_raw_min, vs_raw_max) = ratio(1, 0);
+        let (vs_es, vs_es_min, vs_es_max) = ratio(1, 2);
+        let (cold_raw, _, _) = ratio(3, 0);
+        let (cold_es, _, _) = ratio(3, 2);
         results.insert(
             format!("clients_{clients}"),
             json!({
-                "raw_insert": best[0].round(),
-                "ours": best[1].round(),
-                "postgres_es": best[2].round(),
-                "ours_vs_raw_insert": round3(best[1] / best[0]),
-                "ours_vs_postgres_es": round3(best[1] / best[2]),
-                "ours_uncached": best[3].round(),
-                "ours_uncached_vs_raw_insert": round3(best[3] / best[0]),
-                "ours_uncached_vs_postgres_es": round3(best[3] / best[2]),
+                "raw_insert": median_of(rates[0].clone()).round(),
+                "ours": median_of(rates[1].clone()).round(),
+                "postgres_es": median_of(rates[2].clone()).round(),
+                "ours_uncached": median_of(rates[3].clone()).round(),
+                "ours_vs_raw_insert": vs_raw,
+                "ours_vs_raw_insert_range": [vs_raw_min, vs_raw_max],
+                "ours_vs_postgres_es": vs_es,
+                "ours_vs_postgres_es_range": [vs_es_min, vs_es_max],
+                "ours_uncached_vs_raw_insert": cold_raw,
+                "ours_uncached_vs_postgres_es": cold_es,
             }),
         );
     }
     let c16 = &results["clients_16"];
     let ours = c16["ours"].as_f64().unwrap_or_default();
     let baseline = c16["raw_insert"].as_f64().unwrap_or_default();
+    let ratio = c16["ours_vs_raw_insert"].as_f64().unwrap_or_default();
     let mut line = json!({
         "bench": "append",
         "ours": ours,
         "baseline": baseline,
-        "ratio": round3(ours / baseline),
+        "ratio": ratio,
+        "ratio_is": "median over 5 rounds of ours / raw INSERT measured back to back; ours and baseline are medians",
         "unit": "commands/s",
         "baseline_is": "raw single-row INSERT at 16 clients, same pool and server",
         "commands_per_client": per_client,
