@@ -24,23 +24,26 @@ CREATE TABLE event (
     correlation_id uuid,
     effective_date date,
     recorded_at    timestamptz NOT NULL DEFAULT now(),
+    -- True on the first event a command appended (false on the others of a multi-event
+    -- command): a command id opens at most one append (index below).
+    opens_command  boolean     NOT NULL DEFAULT true,
     prev_hash      bytea       NOT NULL,
     hash           bytea       NOT NULL,
     CONSTRAINT event_stream_sequence PRIMARY KEY (aggregate_type, aggregate_id, sequence)
 );
 
 CREATE UNIQUE INDEX event_global_order ON event (tx_id, position);
--- Deliberately no other index: each one costs every append. Commands are looked up in the
--- `command` journal; "as known on a date" queries will read projections, not this table.
+-- Idempotent commands: executing a command id a second time cannot append again.
+CREATE UNIQUE INDEX event_command_once ON event (command_id) WHERE opens_command;
+-- Deliberately no other index: each one costs every append. "As known on a date" queries
+-- will read projections, not this table.
 
--- prev_hash and hash are computed by the append statement itself (store/src/repository.rs):
--- prev_hash is the hash of the previous event of the same stream (32 zero bytes for the
--- first), hash = sha256(prev_hash || fields). A missing previous event gives a NULL
--- prev_hash, which NOT NULL refuses: a stream cannot have a hole. Plain SQL in the statement
--- rather than a plpgsql trigger, which halved append throughput. `opora verify` recomputes
--- every hash in Rust (store/src/verify.rs).
+-- prev_hash and hash are computed before the insert (store/src/chain.rs): prev_hash is the
+-- hash of the previous event of the same stream (32 zero bytes for the first), hash =
+-- sha256(prev_hash || fields). Not a plpgsql trigger: that halved append throughput.
+-- `opora verify` recomputes every hash.
 
--- Immutability: the log and the command journal are never updated, deleted or truncated.
+-- Immutability: the log and the refusals are never updated, deleted or truncated.
 -- Mistakes are fixed by correcting events. (A superuser can disable triggers; `opora verify`
 -- then finds what was changed.)
 CREATE FUNCTION refuse_change() RETURNS trigger
@@ -57,25 +60,21 @@ CREATE TRIGGER event_append_only BEFORE UPDATE OR DELETE ON event
 CREATE TRIGGER event_no_truncate BEFORE TRUNCATE ON event
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
 
--- The command journal: one row per executed command id, written in the same statement as its
--- events (accepted) or alone (rejected, with the domain error). A second execution of the
--- same command id returns this first outcome and appends nothing.
-CREATE TABLE command (
+-- Refused commands, with the domain error, so that re-executing the same command id gives
+-- the same refusal. (Accepted commands need no row of their own: their events carry the
+-- command id, unique per command through `event_command_once`.)
+CREATE TABLE command_refusal (
     command_id     uuid        PRIMARY KEY,
     aggregate_type text        NOT NULL,
     aggregate_id   text        NOT NULL,
-    outcome        text        NOT NULL CHECK (outcome IN ('accepted', 'rejected')),
-    first_sequence bigint,
-    last_sequence  bigint,
-    error          jsonb,
+    error          jsonb       NOT NULL,
     actor          text,
-    recorded_at    timestamptz NOT NULL DEFAULT now(),
-    CHECK ((outcome = 'accepted') = (error IS NULL))
+    recorded_at    timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE TRIGGER command_append_only BEFORE UPDATE OR DELETE ON command
+CREATE TRIGGER command_refusal_append_only BEFORE UPDATE OR DELETE ON command_refusal
     FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER command_no_truncate BEFORE TRUNCATE ON command
+CREATE TRIGGER command_refusal_no_truncate BEFORE TRUNCATE ON command_refusal
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
 
 -- Projection checkpoints: the last (tx_id, position) each projection has applied. Written in

@@ -7,6 +7,7 @@
 
 pub mod reference;
 mod runner;
+pub mod stream_head;
 
 pub use runner::{rebuild, status, RebuildReport, Runner, RunnerConfig, Status};
 
@@ -20,6 +21,12 @@ use std::sync::Arc;
 pub trait Projection: Send + Sync {
     /// The projection's name: its checkpoint's key and the schema of its tables.
     fn name(&self) -> &'static str;
+
+    /// False for a projection that guards the log (`stream_head`): rebuilding it from the
+    /// log would make it agree with whatever the log has become.
+    fn rebuildable(&self) -> bool {
+        true
+    }
 
     /// Applies `events` (in log order, all after the checkpoint) to the read model. Runs in
     /// the batch's transaction with `search_path` set to the schema being written (the live
@@ -45,7 +52,10 @@ pub enum ProjectionError {
 
 /// Every projection of the product, in the order they are run.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(reference::ReferenceProjection::new())]
+    vec![
+        Arc::new(reference::ReferenceProjection::new()),
+        Arc::new(stream_head::StreamHead),
+    ]
 }
 
 /// The projection called `name`, if there is one.

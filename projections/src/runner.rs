@@ -378,6 +378,12 @@ pub async fn rebuild(
     batch_size: i64,
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
+    if !projection.rebuildable() {
+        return Err(ProjectionError::Invariant(format!(
+            "проекция «{}» охраняет журнал и никогда не перестраивается из него",
+            projection.name()
+        )));
+    }
     let live = identifier(projection.name())?.to_owned();
     let next = format!("{live}__next");
     let old = format!("{live}__old");

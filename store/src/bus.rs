@@ -1,12 +1,13 @@
 //! The command bus: executes a command through cqrs-es exactly once per command id.
 //!
 //! The hot path is one round trip (the append) when the aggregate is in the bus's cache,
-//! two otherwise (load the stream, append): the journal is not checked first. A replayed command is recognised where it is cheap to do so:
-//! - it produces events again: the journal's primary key refuses the append, and the first
-//!   outcome is read back;
-//! - it is refused by the aggregate now (state has moved on): the journal is consulted
-//!   before the refusal is recorded, and an earlier acceptance wins;
-//! - it produces no events: the journal is consulted too.
+//! two otherwise (load the stream, append): nothing is checked first. A replayed command is
+//! recognised where it is cheap to do so:
+//! - it produces events again: the unique index `event_command_once` refuses the append,
+//!   and the first outcome is read back;
+//! - it is refused by the aggregate now (state has moved on): earlier events of the command
+//!   id and earlier refusals are consulted before the refusal is recorded;
+//! - it produces no events: the same.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -233,18 +234,25 @@ where
         }
     }
 
-    /// What a command id answered the first time, from the journal: already applied, or the
+    /// What a command id answered the first time (its events, or its recorded refusal):
+    /// already applied, or the
     /// same refusal; `None` if it never ran.
     #[allow(clippy::type_complexity)]
     async fn first_outcome(
         &self,
         command_id: Uuid,
     ) -> Result<Option<Result<Executed, CommandError<A::Error>>>, CommandError<A::Error>> {
-        let row = sqlx::query("SELECT outcome, error FROM command WHERE command_id = $1")
-            .bind(command_id)
-            .fetch_optional(self.log.pool())
-            .await
-            .map_err(unexpected)?;
+        let row = sqlx::query(
+            "SELECT 'accepted' AS outcome, NULL::jsonb AS error FROM event \
+              WHERE command_id = $1 AND opens_command \
+             UNION ALL \
+             SELECT 'rejected', error FROM command_refusal WHERE command_id = $1 \
+             LIMIT 1",
+        )
+        .bind(command_id)
+        .fetch_optional(self.log.pool())
+        .await
+        .map_err(unexpected)?;
         let Some(row) = row else { return Ok(None) };
         let outcome: String = row.try_get("outcome").map_err(unexpected)?;
         if outcome == "accepted" {
@@ -265,8 +273,8 @@ where
         let error =
             serde_json::to_value(refusal).map_err(|e| CommandError::Unexpected(Box::new(e)))?;
         sqlx::query(
-            "INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, error, actor) \
-             VALUES ($1, $2, $3, 'rejected', $4, $5) ON CONFLICT (command_id) DO NOTHING",
+            "INSERT INTO command_refusal (command_id, aggregate_type, aggregate_id, error, actor) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (command_id) DO NOTHING",
         )
         .bind(meta.command_id)
         .bind(A::TYPE)

@@ -2,7 +2,7 @@
 //!
 //! - [`PgEventRepository`] implements cqrs-es's `PersistedEventRepository`: per-stream
 //!   sequences with optimistic concurrency, hash chain (computed by a trigger), and the
-//!   command journal written in the same statement as the events.
+//!   a command id that can append only once.
 //! - [`CommandBus`] executes commands idempotently: a command id runs at most once.
 //! - [`log`] reads the global log in (tx_id, position) order without ever skipping an event
 //!   committed out of order.
@@ -21,7 +21,7 @@ pub use repository::PgEventRepository;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-/// The migrations of the whole product (the log, its journal and the read models).
+/// The migrations of the whole product (the log, refused commands and the read models).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// The PostgreSQL channel on which appends are announced to other processes.

@@ -39,6 +39,7 @@ pub struct RecordedEvent {
     pub metadata: Box<RawValue>,
     pub recorded_at: OffsetDateTime,
     pub effective_date: Option<Date>,
+    pub hash: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +93,7 @@ impl RecordedEvent {
 
 const COLUMNS: &str = "tx_id, position, aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata, \
-     recorded_at, effective_date";
+     recorded_at, effective_date, hash";
 
 /// The next `limit` events after `after`, of finished transactions only.
 pub async fn read_after(
@@ -163,5 +164,6 @@ fn recorded_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
             .0,
         recorded_at: row.try_get("recorded_at")?,
         effective_date: row.try_get("effective_date")?,
+        hash: row.try_get("hash")?,
     })
 }

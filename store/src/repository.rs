@@ -43,36 +43,37 @@ const SELECT_STREAM: &str = "SELECT aggregate_type, aggregate_id, sequence, even
      event_version, payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata FROM event \
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
 
-// The journal row (when the events carry a command id) and the events are one statement:
-// one round trip, no explicit transaction, all or nothing. The primary keys refuse a
-// concurrent append to the stream (`event_stream_sequence`) or a replayed command
-// (`command_pkey`). Hashes and metadata columns arrive computed (chain.rs); payload and
-// metadata arrive as the canonical JSON text that was hashed.
-macro_rules! journal_then_insert {
+// One statement, one round trip, no explicit transaction: all or nothing. The primary key
+// refuses a concurrent append to the stream (`event_stream_sequence`); the unique index
+// `event_command_once` refuses a command id that already appended, and a command id that
+// was refused before writes nothing (zero rows: its refusal stands). Hashes and metadata
+// columns arrive computed (chain.rs); payload and metadata arrive as the canonical JSON
+// text that was hashed.
+macro_rules! insert_event {
     () => {
-        "WITH journal AS ( \
-           INSERT INTO command (command_id, aggregate_type, aggregate_id, outcome, \
-                                first_sequence, last_sequence, actor) \
-           SELECT $1, $2, $3, 'accepted', $4, $5, $6 WHERE $1::uuid IS NOT NULL) \
-         INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+        "INSERT INTO event (aggregate_type, aggregate_id, sequence, event_type, event_version, \
                             payload, metadata, actor, command_id, correlation_id, effective_date, \
-                            recorded_at, prev_hash, hash) "
+                            recorded_at, opens_command, prev_hash, hash) "
     };
 }
 
 const APPEND_ONE: &str = concat!(
-    journal_then_insert!(),
-    "VALUES ($2, $3, $4, $7, $8, $9::text::jsonb, $10::text::jsonb, $6, $11, $12, $13, $14, $15, $16)"
+    insert_event!(),
+    "SELECT $1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8, $9, $10, $11, $12, \
+            true, $13, $14 \
+      WHERE NOT EXISTS (SELECT 1 FROM command_refusal WHERE command_id = $9)"
 );
 
 const APPEND_MANY: &str = concat!(
-    journal_then_insert!(),
-    "SELECT $2, $3, e.sequence, e.event_type, e.event_version, e.payload::jsonb, e.metadata::jsonb, $6, \
-            e.command_id, e.correlation_id, e.effective_date, $14, e.prev_hash, e.hash \
-       FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], \
-                   $12::uuid[], $13::uuid[], $15::date[], $16::bytea[], $17::bytea[]) \
+    insert_event!(),
+    "SELECT $1, $2, e.sequence, e.event_type, e.event_version, e.payload::jsonb, \
+            e.metadata::jsonb, $8, e.command_id, e.correlation_id, e.effective_date, $12, \
+            e.n = 1, e.prev_hash, e.hash \
+       FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                   $9::uuid[], $10::uuid[], $11::date[], $13::bytea[], $14::bytea[]) \
             WITH ORDINALITY AS e(sequence, event_type, event_version, payload, metadata, \
                                  command_id, correlation_id, effective_date, prev_hash, hash, n) \
+      WHERE NOT EXISTS (SELECT 1 FROM command_refusal WHERE command_id = ($9::uuid[])[1]) \
       ORDER BY e.n"
 );
 
@@ -297,16 +298,14 @@ impl PersistedEventRepository for PgEventRepository {
         let command_id = command_ids[0];
         let query = if n == 1 {
             sqlx::query(APPEND_ONE)
-                .bind(command_id)
                 .bind(A::TYPE)
                 .bind(&first.aggregate_id)
                 .bind(sequences[0])
-                .bind(sequences[0])
-                .bind(&actor)
                 .bind(types[0])
                 .bind(versions[0])
                 .bind(&payloads[0])
                 .bind(&metadata[0])
+                .bind(&actor)
                 .bind(command_ids[0])
                 .bind(correlation_ids[0])
                 .bind(effective_dates[0])
@@ -315,32 +314,37 @@ impl PersistedEventRepository for PgEventRepository {
                 .bind(&hashes[0])
         } else {
             sqlx::query(APPEND_MANY)
-                .bind(command_id)
                 .bind(A::TYPE)
                 .bind(&first.aggregate_id)
-                .bind(sequences[0])
-                .bind(sequences[n - 1])
-                .bind(&actor)
                 .bind(&sequences)
                 .bind(&types)
                 .bind(&versions)
                 .bind(&payloads)
                 .bind(&metadata)
+                .bind(&actor)
                 .bind(&command_ids)
                 .bind(&correlation_ids)
-                .bind(recorded_at)
                 .bind(&effective_dates)
+                .bind(recorded_at)
                 .bind(&prev_hashes)
                 .bind(&hashes)
         };
         match query.execute(self.log.pool()).await {
+            Ok(done) if done.rows_affected() == 0 => match command_id {
+                Some(id) => Err(PersistenceError::UnknownError(Box::new(DuplicateCommand(
+                    id,
+                )))),
+                None => Err(PersistenceError::UnknownError(
+                    "the append wrote nothing although no command id was refused".into(),
+                )),
+            },
             Ok(_) => {
                 self.remember(stream, sequences[n - 1], prev);
                 self.log.announce();
                 Ok(())
             }
             Err(error) => Err(match (command_id, constraint_of(&error)) {
-                (Some(id), Some("command_pkey")) => {
+                (Some(id), Some("event_command_once")) => {
                     PersistenceError::UnknownError(Box::new(DuplicateCommand(id)))
                 }
                 _ => persistence_error(error),

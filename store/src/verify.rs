@@ -7,7 +7,8 @@
 //! - sequences run 1, 2, 3, … (a hole means deleted events);
 //! - each `prev_hash` is the `hash` of the event before it;
 //! - each `hash` is sha256(prev_hash || input);
-//! - the stream is as long as the command journal says it was made (a deleted tail).
+//! - the stream's last event is the one the `stream_head` projection saw (a deleted or
+//!   rewritten tail, which a per-stream chain alone cannot show).
 //!
 //! "First" means first in the global order (tx_id, position).
 
@@ -77,14 +78,13 @@ pub struct Report {
 }
 
 pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
-    let journal: std::collections::HashMap<(String, String), i64> = sqlx::query(
-        "SELECT aggregate_type, aggregate_id, max(last_sequence) AS last FROM command \
-          WHERE outcome = 'accepted' GROUP BY 1, 2",
+    let heads: Heads = sqlx::query(
+        "SELECT aggregate_type, aggregate_id, last_sequence, last_hash FROM stream_head.stream",
     )
     .try_map(|row: sqlx::postgres::PgRow| {
         Ok((
             (row.try_get("aggregate_type")?, row.try_get("aggregate_id")?),
-            row.try_get("last")?,
+            (row.try_get("last_sequence")?, row.try_get("last_hash")?),
         ))
     })
     .fetch_all(pool)
@@ -133,9 +133,12 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
         let key = (aggregate_type.clone(), aggregate_id.clone());
         if stream.as_ref() != Some(&key) {
             if let Some((t, i)) = stream.take() {
-                check_tail(&journal, t, i, expected_sequence - 1, last_at, &mut |f| {
-                    found(f, &mut report)
-                });
+                let tail = Tail {
+                    sequence: expected_sequence - 1,
+                    hash: &previous_hash,
+                    at: last_at,
+                };
+                check_tail(&heads, t, i, tail, &mut |f| found(f, &mut report));
             }
             seen.insert(key.clone());
             stream = Some(key);
@@ -215,12 +218,15 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
         last_at = at;
     }
     if let Some((t, i)) = stream.take() {
-        check_tail(&journal, t, i, expected_sequence - 1, last_at, &mut |f| {
-            found(f, &mut report)
-        });
+        let tail = Tail {
+            sequence: expected_sequence - 1,
+            hash: &previous_hash,
+            at: last_at,
+        };
+        check_tail(&heads, t, i, tail, &mut |f| found(f, &mut report));
     }
-    // Streams the journal knows of but the log has lost entirely.
-    for ((aggregate_type, aggregate_id), last) in &journal {
+    // Streams the projection saw but the log has lost entirely.
+    for ((aggregate_type, aggregate_id), (last, _)) in &heads {
         if !seen.contains(&(aggregate_type.clone(), aggregate_id.clone())) {
             found(
                 Finding {
@@ -237,27 +243,46 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
     Ok(report)
 }
 
+type Heads = std::collections::HashMap<(String, String), (i64, Vec<u8>)>;
+
+/// The last event of a stream as read from the log.
+struct Tail<'a> {
+    sequence: i64,
+    hash: &'a [u8],
+    at: LogPosition,
+}
+
 fn check_tail(
-    journal: &std::collections::HashMap<(String, String), i64>,
+    heads: &Heads,
     aggregate_type: String,
     aggregate_id: String,
-    last_sequence: i64,
-    at: LogPosition,
+    tail: Tail<'_>,
     found: &mut dyn FnMut(Finding),
 ) {
     let key = (aggregate_type, aggregate_id);
-    if let Some(&journal_last) = journal.get(&key) {
-        if journal_last > last_sequence {
-            found(Finding {
-                at,
-                aggregate_type: key.0,
-                aggregate_id: key.1,
-                sequence: last_sequence + 1,
-                problem: Problem::Missing {
-                    from: last_sequence + 1,
-                    to: journal_last,
-                },
-            });
+    let Some((head_sequence, head_hash)) = heads.get(&key) else {
+        return;
+    };
+    let problem = if *head_sequence > tail.sequence {
+        Problem::Missing {
+            from: tail.sequence + 1,
+            to: *head_sequence,
         }
-    }
+    } else if *head_sequence == tail.sequence && head_hash.as_slice() != tail.hash {
+        Problem::ContentChanged
+    } else {
+        // The log is ahead of the projection (or equal): nothing to say.
+        return;
+    };
+    let sequence = match problem {
+        Problem::Missing { from, .. } => from,
+        _ => tail.sequence,
+    };
+    found(Finding {
+        at: tail.at,
+        aggregate_type: key.0,
+        aggregate_id: key.1,
+        sequence,
+        problem,
+    });
 }

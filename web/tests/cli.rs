@@ -94,6 +94,10 @@ async fn verify_status_and_rebuild_from_the_command_line() {
     assert!(rebuilt.status.success(), "{}", text(&rebuilt));
     assert!(text(&rebuilt).contains("перестроена"), "{}", text(&rebuilt));
 
+    let guard = opora(&url, &["projections", "rebuild", "stream_head"]);
+    assert_eq!(guard.status.code(), Some(1), "{}", text(&guard));
+    assert!(text(&guard).contains("охраняет журнал"), "{}", text(&guard));
+
     let unknown = opora(&url, &["projections", "rebuild", "nope"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(

@@ -256,13 +256,17 @@ async fn the_log_refuses_update_delete_and_truncate() {
     bus.execute("42", register_region("42", "Кемеровская область"), &meta())
         .await
         .unwrap();
+    // A refused command leaves a row in command_refusal.
+    bus.execute("42", register_region("42", "Кемеровская область"), &meta())
+        .await
+        .unwrap_err();
     for statement in [
         "UPDATE event SET payload = '{}'",
         "DELETE FROM event",
         "TRUNCATE event",
-        "UPDATE command SET outcome = 'rejected'",
-        "DELETE FROM command",
-        "TRUNCATE command CASCADE",
+        "UPDATE command_refusal SET actor = 'someone else'",
+        "DELETE FROM command_refusal",
+        "TRUNCATE command_refusal CASCADE",
     ] {
         let error = sqlx::query(statement).execute(&db.pool).await.unwrap_err();
         let db_error = error.as_database_error().expect("a database error");
@@ -354,8 +358,10 @@ async fn verify_finds_a_deleted_event_and_a_deleted_tail() {
     assert_eq!(first.aggregate_id, "59");
     assert_eq!(first.problem, Problem::Missing { from: 2, to: 2 });
 
+    // A deleted last event leaves no hole: the stream_head projection is the witness.
     let db = TestDb::new().await;
     seed_streams(&db).await;
+    project_stream_heads(&db).await;
     tamper(
         &db,
         "DELETE FROM event WHERE aggregate_id = '66' AND sequence = 4",
@@ -373,10 +379,44 @@ async fn verify_finds_a_rewritten_hash() {
     seed_streams(&db).await;
     // Content changed and its own hash recomputed correctly, but the next event still
     // points at the old hash: the chain breaks there.
+    forge(&db, "59", 2).await;
+    let report = verify(&db.pool).await.unwrap();
+    let first = report.first_problem.expect("broken chain found");
+    assert_eq!((first.aggregate_id.as_str(), first.sequence), ("59", 3));
+    assert_eq!(first.problem, Problem::ChainBroken);
+    assert_eq!(report.problems, 1, "the forged event itself is consistent");
+}
+
+async fn project_stream_heads(db: &TestDb) {
+    let runner = opora_projections::Runner::new(db.log.clone(), Default::default());
+    runner
+        .catch_up(&opora_projections::stream_head::StreamHead)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn verify_finds_a_rewritten_last_event() {
+    let db = TestDb::new().await;
+    seed_streams(&db).await;
+    project_stream_heads(&db).await;
+    // The last event of a stream has no successor to break: rewrite it, hash and all.
+    forge(&db, "63", 4).await;
+    let report = verify(&db.pool).await.unwrap();
+    let first = report.first_problem.expect("rewritten tail found");
+    assert_eq!((first.aggregate_id.as_str(), first.sequence), ("63", 4));
+    assert_eq!(first.problem, Problem::ContentChanged);
+}
+
+/// Rewrites an event's payload and recomputes its own hash correctly, as a forger who knows
+/// the scheme would.
+async fn forge(db: &TestDb, aggregate_id: &str, sequence: i64) {
     let row = sqlx::query(
         "SELECT prev_hash, metadata, actor, command_id, correlation_id, effective_date, recorded_at \
-           FROM event WHERE aggregate_id = '59' AND sequence = 2",
+           FROM event WHERE aggregate_id = $1 AND sequence = $2",
     )
+    .bind(aggregate_id)
+    .bind(sequence)
     .fetch_one(&db.pool)
     .await
     .unwrap();
@@ -395,8 +435,8 @@ async fn verify_finds_a_rewritten_hash() {
         &prev_hash,
         &opora_store::chain::HashedFields {
             aggregate_type: "Region",
-            aggregate_id: "59",
-            sequence: 2,
+            aggregate_id,
+            sequence,
             event_type: "RegionRenamed",
             event_version: "1.0",
             payload: &opora_store::chain::canonical_json(&forged),
@@ -405,18 +445,14 @@ async fn verify_finds_a_rewritten_hash() {
         },
     );
     tamper(
-        &db,
+        db,
         &format!(
-            "UPDATE event SET payload = '{forged}', hash = '\\x{}' WHERE aggregate_id = '59' AND sequence = 2",
+            "UPDATE event SET payload = '{forged}', hash = '\\x{}' \
+              WHERE aggregate_id = '{aggregate_id}' AND sequence = {sequence}",
             hex(&hash)
         ),
     )
     .await;
-    let report = verify(&db.pool).await.unwrap();
-    let first = report.first_problem.expect("broken chain found");
-    assert_eq!((first.aggregate_id.as_str(), first.sequence), ("59", 3));
-    assert_eq!(first.problem, Problem::ChainBroken);
-    assert_eq!(report.problems, 1, "the forged event itself is consistent");
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -486,9 +486,19 @@ async fn rebuild_swaps_while_the_old_tables_serve_and_the_runner_continues() {
         .unwrap();
     assert_eq!(name, "Омская область (новое)");
     let status = opora_projections::status(&db.pool).await.unwrap();
-    assert_eq!(status.len(), 1);
-    assert_eq!(status[0].behind, 0);
-    assert_eq!(status[0].applied, report.applied as i64 + 1);
+    let reference = status.iter().find(|s| s.name == "reference").unwrap();
+    assert_eq!(reference.behind, 0);
+    assert_eq!(reference.applied, report.applied as i64 + 1);
+
+    // The log's witness is never rebuilt from the log.
+    let refused =
+        opora_projections::rebuild(&db.pool, &opora_projections::stream_head::StreamHead, 100)
+            .await
+            .unwrap_err();
+    assert!(
+        refused.to_string().contains("никогда не перестраивается"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
