@@ -1,7 +1,7 @@
 //! Reference data from `seed/*.csv`, compiled into the binary and loaded as commands.
 //!
 //! Every seed command has a fixed id derived from its row, so loading twice (every start
-//! does) appends nothing the second time: the command journal answers "already applied".
+//! does) appends nothing the second time: each command id can append only once.
 
 use anyhow::{bail, Context, Result};
 use opora_domain::reference::Municipality;
