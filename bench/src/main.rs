@@ -11,7 +11,8 @@
 //!   the log meanwhile, against the command's own latency.
 //!
 //! Server: DATABASE_URL, or the embedded default (as `opora` itself). Each run works in a
-//! database of its own, dropped at the end.
+//! database of its own, dropped at the end. For profiling, OPORA_BENCH_ONLY=Ours (or
+//! RawInsert, PostgresEs, OursUncached) measures one system of `append` only.
 
 use std::time::{Duration, Instant};
 
