@@ -36,7 +36,11 @@ pub struct RecordedEvent {
     pub event_type: String,
     pub event_version: String,
     pub payload: Box<RawValue>,
+    /// Metadata keys other than the typed ones below (usually none).
     pub metadata: Box<RawValue>,
+    pub actor: Option<String>,
+    pub command_id: Option<uuid::Uuid>,
+    pub correlation_id: Option<uuid::Uuid>,
     pub recorded_at: OffsetDateTime,
     pub effective_date: Option<Date>,
     pub hash: Vec<u8>,
@@ -92,8 +96,8 @@ impl RecordedEvent {
 }
 
 const COLUMNS: &str = "tx_id, position, aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata, \
-     recorded_at, effective_date, hash";
+     event_version, payload, metadata, actor, command_id, correlation_id, recorded_at, \
+     effective_date, hash";
 
 /// The next `limit` events after `after`, of finished transactions only.
 pub async fn read_after(
@@ -162,6 +166,9 @@ fn recorded_event(row: PgRow) -> Result<RecordedEvent, sqlx::Error> {
         metadata: row
             .try_get::<sqlx::types::Json<Box<RawValue>>, _>("metadata")?
             .0,
+        actor: row.try_get("actor")?,
+        command_id: row.try_get("command_id")?,
+        correlation_id: row.try_get("correlation_id")?,
         recorded_at: row.try_get("recorded_at")?,
         effective_date: row.try_get("effective_date")?,
         hash: row.try_get("hash")?,

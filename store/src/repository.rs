@@ -35,13 +35,41 @@ pub struct PgEventRepository {
     lean_loads: bool,
 }
 
-const SELECT_STREAM_LEAN: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, '{}'::jsonb AS metadata, hash FROM event \
-     WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
+/// Stream reads, with the metadata column chosen by the caller.
+macro_rules! select_stream {
+    ($metadata:expr, $where:literal, $order:literal) => {
+        concat!(
+            "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, ",
+            $metadata,
+            " FROM event WHERE aggregate_type = $1 AND ",
+            $where,
+            " AND sequence > $3 ORDER BY ",
+            $order
+        )
+    };
+}
 
-const SELECT_STREAM: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
-     event_version, payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata FROM event \
-     WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
+/// The full metadata map as cqrs-es hands it over: the typed columns joined back to the
+/// other keys (the inverse of `chain::SplitMetadata::split`).
+macro_rules! full_metadata {
+    () => {
+        "metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', \
+         command_id, 'correlation_id', correlation_id, 'effective_date', \
+         to_char(effective_date, 'YYYY-MM-DD'))) AS metadata"
+    };
+}
+
+const SELECT_STREAM_LEAN: &str = select_stream!(
+    "'{}'::jsonb AS metadata, hash",
+    "aggregate_id = $2",
+    "sequence"
+);
+
+const SELECT_STREAM: &str = select_stream!(full_metadata!(), "aggregate_id = $2", "sequence");
+
+/// Every stream of one aggregate type, in log order (`$2` is unused and NULL).
+const SELECT_ALL_STREAMS: &str =
+    select_stream!(full_metadata!(), "$2::text IS NULL", "tx_id, position");
 
 // One statement, one round trip, no explicit transaction: all or nothing. The primary key
 // refuses a concurrent append to the stream (`event_stream_sequence`); the unique index
@@ -180,10 +208,7 @@ impl PgEventRepository {
             let sql = if aggregate_id.is_some() {
                 SELECT_STREAM
             } else {
-                "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                 payload, metadata || jsonb_strip_nulls(jsonb_build_object('actor', actor, 'command_id', command_id, 'correlation_id', correlation_id, 'effective_date', to_char(effective_date, 'YYYY-MM-DD'))) AS metadata \
-                 FROM event WHERE aggregate_type = $1 AND $2::text IS NULL \
-                 AND sequence > $3 ORDER BY tx_id, position"
+                SELECT_ALL_STREAMS
             };
             let mut rows = sqlx::query(sql)
                 .bind(A::TYPE)
