@@ -64,6 +64,14 @@ pub enum ValueError {
     RegionKind(String),
     #[error("Неизвестный вид муниципального образования «{0}».")]
     MunicipalityKind(String),
+    #[error("Неизвестный вид организации «{0}».")]
+    OrganisationKind(String),
+    #[error("Неизвестная роль «{0}».")]
+    Role(String),
+    #[error("Неизвестное значение пола «{0}».")]
+    Sex(String),
+    #[error("Неизвестная категория «{0}».")]
+    PersonKind(String),
 }
 
 /// Two or three digits, the code of a subject of the Federation.
@@ -135,7 +143,7 @@ macro_rules! labelled_enum {
         $($(#[$vmeta:meta])* $variant:ident => ($code:literal, $label:literal)),+ $(,)?
     }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vmeta])* $variant),+
@@ -146,13 +154,13 @@ macro_rules! labelled_enum {
                 &[$((Self::$variant, $code, $label)),+];
 
             /// Accepts the code or the Russian label, in any case.
-            pub fn parse(raw: &str) -> Result<Self, ValueError> {
+            pub fn parse(raw: &str) -> Result<Self, $crate::reference::ValueError> {
                 let wanted = raw.trim().to_lowercase();
                 Self::ALL
                     .iter()
                     .find(|(_, code, label)| *code == wanted || *label == wanted)
                     .map(|(value, _, _)| *value)
-                    .ok_or_else(|| ValueError::$error(raw.to_owned()))
+                    .ok_or_else(|| $crate::reference::ValueError::$error(raw.to_owned()))
             }
             pub fn code(self) -> &'static str {
                 Self::ALL.iter().find(|(v, _, _)| *v == self).map_or("", |(_, c, _)| c)
@@ -163,6 +171,8 @@ macro_rules! labelled_enum {
         }
     };
 }
+
+pub(crate) use labelled_enum;
 
 labelled_enum!(RegionKind, RegionKind {
     Republic => ("republic", "республика"),

@@ -5,6 +5,8 @@
 //! writes and the projection's checkpoint commit in one transaction, so no event is applied
 //! twice and none is skipped, whatever crashes where. See ARCHITECTURE.md.
 
+pub mod accounts;
+pub mod persons;
 pub mod reference;
 mod runner;
 pub mod stream_head;
@@ -54,6 +56,8 @@ pub enum ProjectionError {
 pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(reference::ReferenceProjection::new()),
+        Arc::new(accounts::AccountsProjection),
+        Arc::new(persons::PersonsProjection),
         Arc::new(stream_head::StreamHead),
     ]
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use cqrs_es::persist::EventUpcaster;
+use opora_domain::organisation::OrganisationEvent;
 use opora_domain::reference::{MunicipalityEvent, RegionEvent};
 use opora_store::RecordedEvent;
 use sqlx::PgConnection;
@@ -58,6 +59,7 @@ impl Projection for ReferenceProjection {
     ) -> Result<(), ProjectionError> {
         let mut regions: HashMap<String, Patch> = HashMap::new();
         let mut municipalities: HashMap<Uuid, Patch> = HashMap::new();
+        let mut organisations = Vec::new();
         for event in events {
             match event.aggregate_type.as_str() {
                 "Region" => {
@@ -85,12 +87,7 @@ impl Projection for ReferenceProjection {
                     }
                 }
                 "Municipality" => {
-                    let id = Uuid::parse_str(&event.aggregate_id).map_err(|_| {
-                        ProjectionError::Invariant(format!(
-                            "municipality id «{}» at {} is not a UUID",
-                            event.aggregate_id, event.at
-                        ))
-                    })?;
+                    let id = uuid_of(event)?;
                     let patch = municipalities.entry(id).or_default();
                     match event.decode::<MunicipalityEvent>(&self.upcasters)? {
                         MunicipalityEvent::MunicipalityRegistered {
@@ -108,10 +105,34 @@ impl Projection for ReferenceProjection {
                         }
                     }
                 }
+                "Organisation" => {
+                    let id = uuid_of(event)?;
+                    let OrganisationEvent::OrganisationRegistered {
+                        kind,
+                        region,
+                        municipality,
+                        name,
+                    } = event.decode::<OrganisationEvent>(&self.upcasters)?;
+                    // Rare: written one by one, after the regions of this batch.
+                    organisations.push((id, kind.code(), region, municipality, name));
+                }
                 _ => {}
             }
         }
         write_regions(conn, regions).await?;
+        for (id, kind, region, municipality, name) in organisations {
+            sqlx::query(
+                "INSERT INTO organisation (id, kind, region_code, municipality, name) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(kind)
+            .bind(region.as_str())
+            .bind(municipality)
+            .bind(name.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
         write_municipalities(conn, municipalities).await?;
         Ok(())
     }
@@ -207,4 +228,14 @@ async fn write_municipalities(
         .await?;
     }
     Ok(())
+}
+
+/// The aggregate id of an event whose streams are keyed by UUID.
+pub(crate) fn uuid_of(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
+    Uuid::parse_str(&event.aggregate_id).map_err(|_| {
+        ProjectionError::Invariant(format!(
+            "{} id «{}» at {} is not a UUID",
+            event.aggregate_type, event.aggregate_id, event.at
+        ))
+    })
 }

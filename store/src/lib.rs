@@ -12,11 +12,13 @@ pub mod bus;
 pub mod chain;
 pub mod log;
 mod repository;
+pub mod vault;
 pub mod verify;
 
 pub use bus::{CommandBus, CommandError, CommandMeta, Executed};
 pub use log::{LogPosition, RecordedEvent};
 pub use repository::PgEventRepository;
+pub use vault::{MasterKey, Vault, VaultError};
 
 use sqlx::PgPool;
 use tokio::sync::watch;

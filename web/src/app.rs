@@ -1,33 +1,102 @@
 //! The HTTP application: one `build` shared by `opora serve` and the tests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue};
-use axum::routing::get;
 use axum::Router;
-use opora_store::EventLog;
+use axum_login::AuthManagerLayerBuilder;
+use opora_domain::access::User;
+use opora_domain::person::Person;
+use opora_store::{CommandBus, EventLog, Vault};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::PostgresStore;
 
-use crate::error::AppError;
+use crate::auth::guard::{self, RouteRule, Routes, RuleTable};
+use crate::auth::{self, csrf, Backend};
+use crate::error::{self, AppError};
 use crate::{health, pages};
+
+/// Settings of the HTTP application.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `/readyz` fails when a projection's oldest unapplied event is older than this.
+    pub max_lag_seconds: f64,
+    /// Served over TLS (through a proxy): cookies are `Secure` and HSTS is sent.
+    pub https: bool,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
+            https: false,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub log: EventLog,
-    /// `/readyz` fails when a projection's oldest unapplied event is older than this.
-    pub max_lag_seconds: f64,
+    pub vault: Vault,
+    pub config: Arc<AppConfig>,
+    pub rules: RuleTable,
+    pub users: Arc<CommandBus<User>>,
+    pub persons: Arc<CommandBus<Person>>,
 }
 
 pub struct Application;
 
 impl Application {
-    pub fn build(state: AppState) -> Router {
-        Router::new()
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
-            .merge(pages::router())
+    /// Every route with its access rule: the router is built from this, and the
+    /// authorization-matrix test enumerates it.
+    pub fn routes() -> Routes {
+        use guard::Rule::Public;
+        Routes::new()
+            .get("/healthz", Public, health::healthz)
+            .get("/readyz", Public, health::readyz)
+            .merge(pages::routes())
+    }
+
+    pub fn rules() -> Vec<RouteRule> {
+        Self::routes().into_parts().1
+    }
+
+    pub fn build(log: EventLog, vault: Vault, config: AppConfig) -> Router {
+        let (router, rules) = Self::routes().into_parts();
+        let https = config.https;
+        let state = AppState {
+            users: Arc::new(CommandBus::new(log.clone(), ())),
+            persons: Arc::new(CommandBus::new(log.clone(), ())),
+            vault,
+            config: Arc::new(config),
+            rules: RuleTable::new(rules),
+            log,
+        };
+        let store = PostgresStore::new(state.log.pool().clone())
+            .with_schema_name("access")
+            .and_then(|s| s.with_table_name("session"))
+            .unwrap_or_else(|_| PostgresStore::new(state.log.pool().clone()));
+        let sessions = SessionManagerLayer::new(store)
+            .with_name("opora_session")
+            .with_secure(https)
+            .with_same_site(SameSite::Lax)
+            .with_http_only(true)
+            .with_expiry(Expiry::OnInactivity(auth::IDLE_TIMEOUT));
+        let auth_layer =
+            AuthManagerLayerBuilder::new(Backend::new(state.log.pool().clone()), sessions).build();
+        let mut app = router
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                guard::guard,
+            ))
             .fallback(not_found)
+            .layer(axum::middleware::from_fn(csrf::verify))
+            .layer(auth_layer)
+            .layer(axum::middleware::from_fn(error::render_errors))
             .layer(TraceLayer::new_for_http())
             .layer(SetResponseHeaderLayer::overriding(
                 header::CONTENT_SECURITY_POLICY,
@@ -48,7 +117,17 @@ impl Application {
                 header::X_FRAME_OPTIONS,
                 HeaderValue::from_static("DENY"),
             ))
-            .with_state(state)
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ));
+        if https {
+            app = app.layer(SetResponseHeaderLayer::overriding(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            ));
+        }
+        app.with_state(state)
     }
 }
 
@@ -58,9 +137,12 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn not_found() -> AppError {

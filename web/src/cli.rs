@@ -10,7 +10,7 @@ use opora_projections::{Runner, RunnerConfig};
 use opora_store::EventLog;
 use tokio::sync::watch;
 
-use crate::app::{self, AppState, Application, DEFAULT_MAX_LAG};
+use crate::app::{self, AppConfig, Application, DEFAULT_MAX_LAG};
 use crate::db::{self, Database};
 use crate::embedded::{Durability, EmbeddedPostgres};
 use crate::seed;
@@ -34,6 +34,28 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "OPORA_BIND", default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+        /// Load the demo data (one user per role, with the public demo password).
+        #[arg(long)]
+        demo: bool,
+        /// The address users reach Opora at; `https://…` turns on Secure cookies and HSTS
+        /// (TLS is terminated by a reverse proxy in front of Opora).
+        #[arg(long, env = "OPORA_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Administration from the command line.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Erase personal data for good (crypto-shredding).
+    Erase {
+        #[command(subcommand)]
+        command: EraseCommand,
+    },
+    /// The master key that wraps the personal-data keys.
+    MasterKey {
+        #[command(subcommand)]
+        command: MasterKeyCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -56,6 +78,41 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an administrator (the first one, or another). The password is read from the
+    /// first line of standard input.
+    Create {
+        /// Login: 3–64 latin letters, digits, dots, dashes, underscores.
+        #[arg(long)]
+        login: String,
+        /// Name shown in the interface.
+        #[arg(long)]
+        name: String,
+        /// Contact (phone, e-mail).
+        #[arg(long)]
+        contact: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EraseCommand {
+    /// Destroy a person's key: their personal data becomes unreadable everywhere.
+    Person {
+        /// The person's id (shown on their page and in exports).
+        id: uuid::Uuid,
+        /// The grounds for erasure (recorded in the log; do not write personal data here).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MasterKeyCommand {
+    /// Print a new random master key (base64) for OPORA_MASTER_KEY or a key file.
+    Generate,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ProjectionsCommand {
     /// Position, events behind and lag in seconds of every projection.
     Status,
@@ -66,8 +123,31 @@ pub enum ProjectionsCommand {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve {
         bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        demo: false,
+        public_url: None,
     }) {
-        Command::Serve { bind } => serve(bind).await,
+        Command::Serve {
+            bind,
+            demo,
+            public_url,
+        } => serve(bind, demo, public_url).await,
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    login,
+                    name,
+                    contact,
+                },
+        } => with_log(|log| async move { admin_create(&log, login, name, contact).await }).await,
+        Command::Erase {
+            command: EraseCommand::Person { id, reason },
+        } => with_log(|log| async move { erase_person(&log, id, reason).await }).await,
+        Command::MasterKey {
+            command: MasterKeyCommand::Generate,
+        } => {
+            println!("{}", opora_store::MasterKey::generate()?.to_base64());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => with_log(|_| async { Ok(ExitCode::SUCCESS) }).await,
         Command::Seed => {
             with_log(|log| async move {
@@ -104,10 +184,11 @@ where
     result
 }
 
-async fn serve(bind: SocketAddr) -> Result<ExitCode> {
+async fn serve(bind: SocketAddr, demo: bool, public_url: Option<String>) -> Result<ExitCode> {
     let mut database = Database::open().await?;
     let pool = database.pool(32).await?;
     db::migrate(&pool).await?;
+    let vault = db::open_vault(&pool).await?;
     let log = EventLog::new(pool.clone());
     let report = seed::load_reference(&log)
         .await
@@ -125,22 +206,44 @@ async fn serve(bind: SocketAddr) -> Result<ExitCode> {
             .await
             .with_context(|| format!("projection {} could not catch up", projection.name()))?;
     }
+    if demo {
+        crate::demo::load(&log, &vault).await.context("loading demo data")?;
+        for projection in opora_projections::all() {
+            runner.catch_up(projection.as_ref()).await?;
+        }
+    }
     let (stop, stopped) = watch::channel(false);
     let tasks = runner.spawn(opora_projections::all(), stopped);
+    let cleanup = crate::auth::spawn_session_cleanup(pool.clone());
 
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let address = listener.local_addr()?;
-    let router = Application::build(AppState {
-        log: log.clone(),
-        max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
-    });
-    println!("Опора работает: http://{address}/");
-    println!("Справочник: http://{address}/spravochnik");
-    println!(
-        "Вход: страницы пока открыты без входа (учётные записи и демо-пользователи появятся с задачей «Люди и доступ»)."
+    let https = public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
+    let router = Application::build(
+        log.clone(),
+        vault,
+        AppConfig {
+            max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
+            https,
+        },
     );
+    println!("Опора работает: http://{address}/");
+    if demo {
+        println!(
+            "Демо-пользователи (пароль у всех: {}): {}",
+            crate::demo::DEMO_PASSWORD,
+            crate::demo::demo_users()?
+                .iter()
+                .map(|(login, _, _)| *login)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("admin, curator16, curator22 и secretary16 при первом входе подключают второй фактор (QR-код).");
+    }
     if let Some(pg) = &database.embedded {
         println!(
             "База данных: встроенный PostgreSQL в {}",
@@ -156,8 +259,86 @@ async fn serve(bind: SocketAddr) -> Result<ExitCode> {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     notifier.abort();
+    cleanup.abort();
     pool.close().await;
     database.stop()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn admin_create(
+    log: &EventLog,
+    login: String,
+    name: String,
+    contact: Option<String>,
+) -> Result<ExitCode> {
+    use opora_domain::access::{Grant, Login, Role, Scope, Text};
+    let login = Login::parse(&login).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let name = Text::parse(&name).context("--name: укажите имя (до 300 символов)")?;
+    let contact = contact.as_deref().and_then(Text::parse);
+    eprintln!("Пароль (первая строка стандартного ввода):");
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let users = opora_store::CommandBus::new(log.clone(), ());
+    let result = crate::pages::admin::create_user(
+        &users,
+        log.pool(),
+        login.clone(),
+        name,
+        contact,
+        vec![Grant::new(Role::Administrator, Scope::Federal)?],
+        &password,
+        &opora_store::CommandMeta::new("system:cli"),
+    )
+    .await;
+    let tr = crate::i18n::Tr::default();
+    match result {
+        Ok(opora_store::Executed::Applied) => {
+            opora_store::notify(log.pool()).await?;
+            println!(
+                "Администратор {} создан. При первом входе он подключит второй фактор (QR-код).",
+                login.as_str()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(_) => {
+            println!("Пользователь {} уже был создан; пароль не изменён.", login.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(crate::pages::admin::CreateUserError::Password(key)) => {
+            eprintln!("{}", tr.t(key));
+            Ok(ExitCode::from(2))
+        }
+        Err(crate::pages::admin::CreateUserError::Rejected(error)) => {
+            eprintln!("{error}");
+            Ok(ExitCode::from(2))
+        }
+        Err(crate::pages::admin::CreateUserError::Unexpected(error)) => Err(error),
+    }
+}
+
+async fn erase_person(log: &EventLog, id: uuid::Uuid, reason: String) -> Result<ExitCode> {
+    let reason = opora_domain::access::Text::parse(&reason)
+        .context("--reason: укажите основание удаления (до 300 символов)")?;
+    let vault = db::open_vault(log.pool()).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'Person' AND aggregate_id = $1)")
+            .bind(id.to_string())
+            .fetch_one(log.pool())
+            .await?;
+    if !exists {
+        eprintln!("Человек {id} не найден в журнале.");
+        return Ok(ExitCode::from(2));
+    }
+    let persons = opora_store::CommandBus::new(log.clone(), ());
+    let erased =
+        crate::pages::persons::erase_person(&vault, &persons, id, "system:cli", &reason).await?;
+    opora_store::notify(log.pool()).await?;
+    if erased {
+        println!("Личные данные {id} удалены: ключ уничтожен, события и счётчики сохранены.");
+    } else {
+        println!("Личные данные {id} уже были удалены.");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

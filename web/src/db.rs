@@ -101,3 +101,57 @@ pub fn redact(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// The master key that wraps every person's key: `OPORA_MASTER_KEY` (base64), or the file
+/// `OPORA_MASTER_KEY_FILE`, or — for the embedded default and the demo — `master.key` in
+/// the data folder (beside, never inside, the PostgreSQL cluster), created on first start.
+pub fn master_key() -> Result<opora_store::MasterKey> {
+    use opora_store::MasterKey;
+    if let Ok(text) = std::env::var("OPORA_MASTER_KEY") {
+        return MasterKey::from_base64(&text).context("OPORA_MASTER_KEY");
+    }
+    let (path, default) = match std::env::var_os("OPORA_MASTER_KEY_FILE") {
+        Some(path) => (PathBuf::from(path), false),
+        None => (data_dir().join("master.key"), true),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::from_base64(&text)
+            .with_context(|| format!("master key file {}", path.display())),
+        Err(error) if default && error.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate()?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            write_private(&path, &key.to_base64())?;
+            eprintln!(
+                "Создан мастер-ключ {} — храните его отдельно от базы данных: без него личные данные не прочитать.",
+                path.display()
+            );
+            Ok(key)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read the master key file {}", path.display())),
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The vault over `pool` with the configured master key (checked against the database).
+pub async fn open_vault(pool: &PgPool) -> Result<opora_store::Vault> {
+    opora_store::Vault::open_with(pool.clone(), master_key()?)
+        .await
+        .context("master key")
+}

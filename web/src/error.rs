@@ -1,9 +1,14 @@
-//! One error type for every handler. Users get a calm page in Russian; the cause chain of an
-//! unexpected error goes to the log only.
+//! One error type for every handler. The response carries only the kind of error; the
+//! outermost layer ([`render_errors`]) writes the page in the user's language. The cause
+//! chain of an unexpected error goes to the log only.
 
 use askama::Template;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+
+use crate::i18n::{Lang, Tr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -11,6 +16,14 @@ pub enum AppError {
     /// record cannot be told from a missing one.
     #[error("not found")]
     NotFound,
+    /// The user's roles do not include this page.
+    #[error("forbidden")]
+    Forbidden,
+    /// A state-changing request without the form's valid CSRF token.
+    #[error("stale form")]
+    StaleForm,
+    #[error("request body too large")]
+    TooLarge,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -21,39 +34,68 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl From<opora_store::VaultError> for AppError {
+    fn from(error: opora_store::VaultError) -> Self {
+        Self::Unexpected(error.into())
+    }
+}
+
 pub type AppResult<T> = Result<T, AppError>;
+
+/// Which error page to render (the message keys' prefix).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorPageKey(pub &'static str);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, key) = match &self {
+            AppError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
+            AppError::Forbidden => (StatusCode::FORBIDDEN, "error-forbidden"),
+            AppError::StaleForm => (StatusCode::FORBIDDEN, "error-stale-form"),
+            AppError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error-too-large"),
+            AppError::Unexpected(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "error-unexpected")
+            }
+        };
+        let mut response = status.into_response();
+        response.extensions_mut().insert(ErrorPageKey(key));
+        response
+    }
+}
 
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {
-    title: &'static str,
-    message: &'static str,
+    c: crate::chrome::Chrome,
+    title: String,
+    message: String,
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, page) = match &self {
-            AppError::NotFound => (
-                StatusCode::NOT_FOUND,
-                ErrorPage {
-                    title: "Страница не найдена",
-                    message: "Такой страницы нет, или у вас нет к ней доступа. Проверьте адрес или вернитесь на главную.",
-                },
-            ),
-            AppError::Unexpected(error) => {
-                tracing::error!(error = format!("{error:#}"), "request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorPage {
-                        title: "Что-то пошло не так",
-                        message: "Запрос не выполнен, данные не изменены. Попробуйте ещё раз через минуту; если ошибка повторится, сообщите администратору время ошибки.",
-                    },
-                )
-            }
-        };
-        match page.render() {
-            Ok(body) => (status, Html(body)).into_response(),
-            Err(_) => status.into_response(),
+/// Renders the page of an error response in the request's language.
+pub async fn render_errors(request: Request, next: Next) -> Response {
+    let lang = Lang::from_headers(request.headers());
+    let response = next.run(request).await;
+    let Some(ErrorPageKey(key)) = response.extensions().get::<ErrorPageKey>().copied() else {
+        return response;
+    };
+    let tr = Tr::new(lang);
+    let page = ErrorPage {
+        c: crate::chrome::Chrome::bare(tr),
+        title: tr.t(&format!("{key}-title")),
+        message: tr.t(&format!("{key}-message")),
+    };
+    let status = response.status();
+    let (mut parts, _) = response.into_parts();
+    match page.render() {
+        Ok(body) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Html(body).into_response().into_body())
         }
+        Err(_) => status.into_response(),
     }
 }

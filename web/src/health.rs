@@ -35,7 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         .collect();
     let lagging = statuses
         .iter()
-        .any(|s| s.lag_seconds > state.max_lag_seconds);
+        .any(|s| s.lag_seconds > state.config.max_lag_seconds);
     let (code, status) = if lagging {
         (StatusCode::SERVICE_UNAVAILABLE, "lagging")
     } else {

@@ -2,13 +2,18 @@
 //! application and the CLI. Business rules live in `opora-domain`, never here.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod chrome;
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod embedded;
 pub mod error;
 pub mod health;
+pub mod i18n;
 pub mod pages;
 pub mod seed;
 pub mod telemetry;
 
-pub use app::{AppState, Application};
+pub use app::{AppConfig, AppState, Application};

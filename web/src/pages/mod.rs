@@ -1,29 +1,38 @@
-//! Server-rendered pages. Each area owns its router.
+//! Server-rendered pages. Each area owns its routes, each route with its access rule.
 
+pub mod admin;
+pub mod login;
+pub mod persons;
+pub mod profile;
 pub mod reference;
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 
-use crate::AppState;
+use crate::auth::guard::{Rule, Routes};
+use crate::chrome::Chrome;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/static/opora.css", get(stylesheet))
-        .merge(reference::router())
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/", Rule::Public, home)
+        .get("/static/opora.css", Rule::Public, stylesheet)
+        .merge(login::routes())
+        .merge(profile::routes())
+        .merge(reference::routes())
+        .merge(persons::routes())
+        .merge(admin::routes())
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "home.html")]
-struct HomePage;
+struct HomePage {
+    c: Chrome,
+}
 
-async fn home() -> HomePage {
-    HomePage
+async fn home(c: Chrome) -> HomePage {
+    HomePage { c }
 }
 
 const STYLESHEET: &str = include_str!("../../../static/opora.css");

@@ -6,19 +6,20 @@ use askama_web::WebTemplate;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
-use opora_domain::reference::{MunicipalityKind, RegionKind};
 use sqlx::Row;
 
+use crate::auth::guard::{Rule, Routes};
+use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
+use crate::i18n::Tr;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/spravochnik", get(list_regions))
-        .route("/spravochnik/regiony.csv", get(export_regions))
-        .route("/spravochnik/{code}", get(show_region))
+/// Reference data is not personal: every signed-in user may read it.
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/spravochnik", Rule::SignedIn, list_regions)
+        .get("/spravochnik/regiony.csv", Rule::SignedIn, export_regions)
+        .get("/spravochnik/{code}", Rule::SignedIn, show_region)
 }
 
 pub struct RegionView {
@@ -39,6 +40,7 @@ pub struct MunicipalityView {
 #[derive(Template, WebTemplate)]
 #[template(path = "reference/regions.html")]
 pub struct RegionsPage {
+    pub c: Chrome,
     pub regions: Vec<RegionView>,
     pub total_municipalities: i64,
 }
@@ -46,6 +48,7 @@ pub struct RegionsPage {
 #[derive(Template, WebTemplate)]
 #[template(path = "reference/region.html")]
 pub struct RegionPage {
+    pub c: Chrome,
     pub region: RegionView,
     pub municipalities: Vec<MunicipalityView>,
 }
@@ -73,13 +76,6 @@ fn utc_offset(zone: &str) -> &'static str {
     }
 }
 
-fn region_kind_label(code: &str) -> String {
-    RegionKind::parse(code).map_or_else(|_| code.to_owned(), |k| k.label_ru().to_owned())
-}
-
-fn municipality_kind_label(code: &str) -> String {
-    MunicipalityKind::parse(code).map_or_else(|_| code.to_owned(), |k| k.label_ru().to_owned())
-}
 
 /// Russian alphabetical order without depending on the server's collations: «ё» sorts
 /// with «е», case is ignored.
@@ -92,12 +88,12 @@ const REGIONS_SQL: &str = "SELECT r.code, r.name, r.kind, r.federal_district, r.
        FROM reference.region AS r \
        LEFT JOIN reference.municipality AS m ON m.region_code = r.code";
 
-fn region_view(row: &sqlx::postgres::PgRow) -> Result<RegionView, sqlx::Error> {
+fn region_view(tr: Tr, row: &sqlx::postgres::PgRow) -> Result<RegionView, sqlx::Error> {
     let time_zone: String = row.try_get("time_zone")?;
     Ok(RegionView {
         code: row.try_get("code")?,
         name: row.try_get("name")?,
-        kind: region_kind_label(row.try_get("kind")?),
+        kind: tr.t(&format!("region-kind-{}", row.try_get::<String, _>("kind")?)),
         federal_district: row.try_get("federal_district")?,
         utc_offset: utc_offset(&time_zone).to_owned(),
         time_zone,
@@ -105,20 +101,21 @@ fn region_view(row: &sqlx::postgres::PgRow) -> Result<RegionView, sqlx::Error> {
     })
 }
 
-async fn all_regions(state: &AppState) -> AppResult<Vec<RegionView>> {
+async fn all_regions(state: &AppState, tr: Tr) -> AppResult<Vec<RegionView>> {
     let rows = sqlx::query(&format!("{REGIONS_SQL} GROUP BY r.code ORDER BY r.code"))
         .fetch_all(state.log.pool())
         .await?;
     rows.iter()
-        .map(|row| region_view(row).map_err(AppError::from))
+        .map(|row| region_view(tr, row).map_err(AppError::from))
         .collect()
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn list_regions(State(state): State<AppState>) -> AppResult<RegionsPage> {
-    let regions = all_regions(&state).await?;
+pub async fn list_regions(State(state): State<AppState>, c: Chrome) -> AppResult<RegionsPage> {
+    let regions = all_regions(&state, c.tr).await?;
     let total_municipalities = regions.iter().map(|r| r.municipalities).sum();
     Ok(RegionsPage {
+        c,
         regions,
         total_municipalities,
     })
@@ -127,6 +124,7 @@ pub async fn list_regions(State(state): State<AppState>) -> AppResult<RegionsPag
 #[tracing::instrument(skip(state))]
 pub async fn show_region(
     State(state): State<AppState>,
+    c: Chrome,
     Path(code): Path<String>,
 ) -> AppResult<RegionPage> {
     let row = sqlx::query(&format!("{REGIONS_SQL} WHERE r.code = $1 GROUP BY r.code"))
@@ -134,7 +132,7 @@ pub async fn show_region(
         .fetch_optional(state.log.pool())
         .await?
         .ok_or(AppError::NotFound)?;
-    let region = region_view(&row)?;
+    let region = region_view(c.tr, &row)?;
     let mut municipalities: Vec<MunicipalityView> =
         sqlx::query("SELECT name, kind FROM reference.municipality WHERE region_code = $1")
             .bind(&code)
@@ -144,12 +142,16 @@ pub async fn show_region(
             .map(|row| {
                 Ok(MunicipalityView {
                     name: row.try_get("name")?,
-                    kind: municipality_kind_label(row.try_get("kind")?),
+                    kind: c.tr.t(&format!(
+                        "municipality-kind-{}",
+                        row.try_get::<String, _>("kind")?
+                    )),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
     municipalities.sort_by_cached_key(|m| sort_key(&m.name));
     Ok(RegionPage {
+        c,
         region,
         municipalities,
     })
@@ -158,22 +160,28 @@ pub async fn show_region(
 /// CSV for Excel: UTF-8 with a byte-order mark, semicolon-separated (Russian Excel's list
 /// separator).
 #[tracing::instrument(skip_all)]
-pub async fn export_regions(State(state): State<AppState>) -> AppResult<impl IntoResponse> {
-    let regions = all_regions(&state).await?;
+pub async fn export_regions(
+    State(state): State<AppState>,
+    c: Chrome,
+) -> AppResult<impl IntoResponse> {
+    let regions = all_regions(&state, c.tr).await?;
     let mut writer = csv::WriterBuilder::new()
         .delimiter(b';')
         .from_writer(Vec::from("\u{feff}".as_bytes()));
     let csv_error = |e: csv::Error| AppError::Unexpected(e.into());
     writer
-        .write_record([
-            "Код",
-            "Субъект РФ",
-            "Вид",
-            "Федеральный округ",
-            "Часовой пояс",
-            "Смещение",
-            "Муниципальных образований",
-        ])
+        .write_record(
+            [
+                "csv-code",
+                "csv-region",
+                "csv-kind",
+                "csv-federal-district",
+                "csv-time-zone",
+                "csv-offset",
+                "csv-municipalities",
+            ]
+            .map(|key| c.tr.t(key)),
+        )
         .map_err(csv_error)?;
     for r in &regions {
         writer

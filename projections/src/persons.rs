@@ -1,0 +1,74 @@
+//! The `persons` projection: people whose personal data Opora holds, with their analytic
+//! facts in clear and their personal fields still sealed.
+
+use async_trait::async_trait;
+use opora_domain::person::PersonEvent;
+use opora_store::RecordedEvent;
+use sqlx::types::Json;
+use sqlx::PgConnection;
+
+use crate::reference::uuid_of;
+use crate::{Projection, ProjectionError};
+
+pub struct PersonsProjection;
+
+fn code<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Projection for PersonsProjection {
+    fn name(&self) -> &'static str {
+        "persons"
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events.iter().filter(|e| e.aggregate_type == "Person") {
+            let id = uuid_of(event)?;
+            let query = match event.decode::<PersonEvent>(&[])? {
+                PersonEvent::PersonRegistered {
+                    kind,
+                    region,
+                    municipality,
+                    sex,
+                    age_band,
+                    personal,
+                } => sqlx::query(
+                    "INSERT INTO person (id, kind, region_code, municipality, sex, age_band, \
+                                         sealed, registered_at, registered_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(kind.code())
+                .bind(region.as_str().to_owned())
+                .bind(municipality)
+                .bind(sex.code())
+                .bind(code(&age_band))
+                .bind(Json(personal))
+                .bind(event.recorded_at)
+                .bind(event.actor.clone()),
+                PersonEvent::PersonalDataCorrected {
+                    personal, age_band, ..
+                } => sqlx::query(
+                    "UPDATE person SET sealed = $2, age_band = $3 WHERE id = $1 AND NOT erased",
+                )
+                .bind(id)
+                .bind(Json(personal))
+                .bind(code(&age_band)),
+                PersonEvent::PersonalDataErased { .. } => {
+                    sqlx::query("UPDATE person SET sealed = NULL, erased = true WHERE id = $1")
+                        .bind(id)
+                }
+            };
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! The access log: reads of personal data, exports, refused accesses and administrative acts
+//! on people and accounts — who, when, which record, from where. Never the data itself.
+//! Commands need no row here: they are in the event log with their actor.
+
+use opora_store::EventLog;
+
+use crate::auth::guard::Viewer;
+use crate::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A page showing one record's personal data.
+    View,
+    /// A list showing personal data of several records.
+    List,
+    /// A file with personal data.
+    Export,
+    /// A route or record the viewer may not use.
+    Refused,
+    /// A person's personal data was erased.
+    Erase,
+}
+
+impl Action {
+    pub fn code(self) -> &'static str {
+        match self {
+            Action::View => "view",
+            Action::List => "list",
+            Action::Export => "export",
+            Action::Refused => "refused",
+            Action::Erase => "erase",
+        }
+    }
+    pub const ALL: [Action; 5] = [
+        Action::View,
+        Action::List,
+        Action::Export,
+        Action::Refused,
+        Action::Erase,
+    ];
+}
+
+/// Appends one row. The caller fails the request if this fails: a read that cannot be
+/// logged is not served.
+pub async fn record(
+    state: &AppState,
+    viewer: &Viewer,
+    action: Action,
+    record_type: Option<&str>,
+    record_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    record_in(&state.log, viewer, action, record_type, record_id).await
+}
+
+pub async fn record_in(
+    log: &EventLog,
+    viewer: &Viewer,
+    action: Action,
+    record_type: Option<&str>,
+    record_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO access.access_log \
+                (user_id, login, action, record_type, record_id, path, address) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(viewer.user.as_ref().map(|u| u.id))
+    .bind(viewer.user.as_ref().map(|u| u.login.clone()))
+    .bind(action.code())
+    .bind(record_type)
+    .bind(record_id)
+    .bind(viewer.path.chars().take(500).collect::<String>())
+    .bind(&viewer.address)
+    .execute(log.pool())
+    .await?;
+    Ok(())
+}
