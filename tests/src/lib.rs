@@ -66,6 +66,20 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A URL for this database (for tools such as pg_dump).
+    pub fn url(&self) -> String {
+        let admin = admin_url();
+        let (base, query) = match admin.split_once('?') {
+            Some((base, query)) => (base.to_owned(), format!("?{query}")),
+            None => (admin.clone(), String::new()),
+        };
+        let root = match base.rsplit_once('/') {
+            Some((root, _)) if root.contains("://") && root.len() > root.find("://").unwrap_or(0) + 3 => root.to_owned(),
+            _ => base,
+        };
+        format!("{root}/{}{query}", self.name)
+    }
+
     pub async fn new() -> Self {
         Self::with_pool_size(16).await
     }

@@ -498,9 +498,18 @@ async fn a_reader_never_skips_an_event_committed_out_of_order() {
     );
 
     slow_tx.commit().await.unwrap();
-    let both = read_after(&mut reader, LogPosition::default(), 100)
-        .await
-        .unwrap();
+    // The horizon is cluster-wide: a concurrent test's transaction (a pg_dump, say) can
+    // hold it back for a moment; the reader then waits, as the runner does.
+    let mut both = Vec::new();
+    for _ in 0..200 {
+        both = read_after(&mut reader, LogPosition::default(), 100)
+            .await
+            .unwrap();
+        if !both.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let ids: Vec<_> = both.iter().map(|e| e.aggregate_id.as_str()).collect();
     assert_eq!(ids, ["slow", "fast"]);
     assert!(both[0].at < both[1].at);

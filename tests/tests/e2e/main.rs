@@ -4,4 +4,6 @@
 mod fixtures;
 mod log;
 mod projections;
+mod access;
+mod client;
 mod web;

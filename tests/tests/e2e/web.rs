@@ -1,50 +1,41 @@
 //! The HTTP application over a real database: status codes, rendering, headers.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use opora_projections::{Runner, RunnerConfig};
+use axum::http::StatusCode;
 use opora_tests::TestDb;
-use opora_web::{AppState, Application};
-use tower::ServiceExt;
+use opora_web::{AppConfig, Application};
 
-async fn app_with_reference_data() -> (TestDb, axum::Router) {
-    let db = TestDb::new().await;
-    opora_web::seed::load_reference(&db.log).await.unwrap();
-    let runner = Runner::new(db.log.clone(), RunnerConfig::default());
-    for projection in opora_projections::all() {
-        runner.catch_up(projection.as_ref()).await.unwrap();
-    }
-    let app = Application::build(AppState {
-        log: db.log.clone(),
-        max_lag_seconds: 10.0,
-    });
-    (db, app)
+use crate::client::{Client, TestApp};
+
+/// The app with the demo data, and a client signed in as the ministry analyst (reference
+/// pages are for signed-in users).
+async fn app_with_reference_data() -> (TestApp, Client) {
+    let test = TestApp::with_demo().await;
+    let mut client = test.client();
+    client.login("analyst").await;
+    (test, client)
 }
 
-async fn get(app: &axum::Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-    let response = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+async fn get(client: &mut Client, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = client.get(uri).await;
+    (response.status, response.headers, response.body)
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let (_db, app) = app_with_reference_data().await;
-    let (status, _, body) = get(&app, "/healthz").await;
+    let (_test, mut app) = app_with_reference_data().await;
+    let (status, _, body) = get(&mut app, "/healthz").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
-    let (status, _, body) = get(&app, "/readyz").await;
+    let (status, _, body) = get(&mut app, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], "ready");
-    assert_eq!(json["projections"][0]["name"], "reference");
-    assert_eq!(json["projections"][0]["behind_events"], 0);
+    let reference = json["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "reference")
+        .unwrap();
+    assert_eq!(reference["behind_events"], 0);
 }
 
 #[tokio::test]
@@ -52,20 +43,43 @@ async fn readiness_fails_while_a_projection_lags() {
     let db = TestDb::new().await;
     opora_web::seed::load_reference(&db.log).await.unwrap();
     // Nothing has been projected, and the lag allowed is zero.
-    let app = Application::build(AppState {
-        log: db.log.clone(),
-        max_lag_seconds: 0.0,
-    });
+    let vault = opora_store::Vault::open_with(
+        db.pool.clone(),
+        opora_store::MasterKey::from_base64(crate::client::TEST_MASTER_KEY).unwrap(),
+    )
+    .await
+    .unwrap();
+    let app = Application::build(
+        db.log.clone(),
+        vault,
+        AppConfig {
+            max_lag_seconds: 0.0,
+            https: false,
+        },
+    );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let (status, _, body) = get(&app, "/readyz").await;
+    let response = tower::ServiceExt::oneshot(
+        app,
+        axum::http::Request::get("/readyz")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body = String::from_utf8(body.to_vec()).unwrap();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("lagging"), "{body}");
 }
 
 #[tokio::test]
 async fn the_reference_pages_list_regions_time_zones_and_municipalities() {
-    let (_db, app) = app_with_reference_data().await;
-    let (status, headers, body) = get(&app, "/spravochnik").await;
+    let (_test, mut app) = app_with_reference_data().await;
+    let (status, headers, body) = get(&mut app, "/spravochnik").await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"]
         .to_str()
@@ -81,7 +95,7 @@ async fn the_reference_pages_list_regions_time_zones_and_municipalities() {
         .contains("frame-ancestors 'none'"));
     assert_eq!(headers["x-content-type-options"], "nosniff");
 
-    let (status, _, body) = get(&app, "/spravochnik/16").await;
+    let (status, _, body) = get(&mut app, "/spravochnik/16").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Казань"));
     assert!(body.contains("Агрызский муниципальный район"));
@@ -95,13 +109,13 @@ async fn the_reference_pages_list_regions_time_zones_and_municipalities() {
 
 #[tokio::test]
 async fn an_unknown_region_is_a_calm_404_in_russian() {
-    let (_db, app) = app_with_reference_data().await;
+    let (_test, mut app) = app_with_reference_data().await;
     for uri in [
         "/spravochnik/999",
         "/spravochnik/%3Cscript%3E",
         "/no-such-page",
     ] {
-        let (status, _, body) = get(&app, uri).await;
+        let (status, _, body) = get(&mut app, uri).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
         if uri.starts_with("/spravochnik") {
             assert!(body.contains("Страница не найдена"), "{uri}");
@@ -112,8 +126,8 @@ async fn an_unknown_region_is_a_calm_404_in_russian() {
 
 #[tokio::test]
 async fn the_regions_export_opens_in_excel() {
-    let (_db, app) = app_with_reference_data().await;
-    let (status, headers, body) = get(&app, "/spravochnik/regiony.csv").await;
+    let (_test, mut app) = app_with_reference_data().await;
+    let (status, headers, body) = get(&mut app, "/spravochnik/regiony.csv").await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-disposition"]
         .to_str()
@@ -128,4 +142,33 @@ async fn the_regions_export_opens_in_excel() {
     assert!(lines
         .iter()
         .any(|l| l.starts_with("16;Республика Татарстан;республика;Приволжский;Europe/Moscow")));
+}
+
+#[tokio::test]
+async fn pages_speak_english_when_asked_and_hsts_comes_with_https() {
+    let (_test, mut client) = app_with_reference_data().await;
+    let switched = client.get("/yazyk/en?next=/spravochnik").await;
+    assert_eq!(switched.location(), "/spravochnik");
+    let page = client.get("/spravochnik").await;
+    assert!(page.body.contains("<html lang=\"en\">"), "{}", &page.body[..200]);
+    assert!(page.body.contains("89 subjects"));
+    assert!(client.get("/no-such-page").await.body.contains("Page not found"));
+    // An open redirect through `next` is not possible.
+    assert_eq!(client.get("/yazyk/ru?next=//evil.example").await.location(), "/");
+    assert!(page.headers.get("strict-transport-security").is_none());
+    let db = TestDb::new().await;
+    let vault = opora_store::Vault::open_with(
+        db.pool.clone(),
+        opora_store::MasterKey::from_base64(crate::client::TEST_MASTER_KEY).unwrap(),
+    )
+    .await
+    .unwrap();
+    let https = Application::build(db.log.clone(), vault, AppConfig { https: true, ..AppConfig::default() });
+    let response = tower::ServiceExt::oneshot(
+        https,
+        axum::http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(response.headers()["strict-transport-security"].to_str().unwrap().contains("max-age"));
 }

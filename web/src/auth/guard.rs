@@ -269,11 +269,9 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     match (rule, &user) {
         (Rule::Public, _) => next.run(request).await,
         (_, None) => {
-            let target = if method == Method::GET {
-                format!("/vhod?next={}", urlencoding(&uri))
-            } else {
-                "/vhod".to_owned()
-            };
+            // A form sent after the session ended comes back to the home page after login.
+            let next = if method == Method::GET { uri.as_str() } else { "/" };
+            let target = format!("/vhod?next={}", urlencoding(next));
             Redirect::to(&target).into_response()
         }
         (Rule::SignedIn, Some(_)) => next.run(request).await,

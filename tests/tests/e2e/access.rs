@@ -1,0 +1,397 @@
+//! People and access: the authorization matrix over every route, login throttling, session
+//! renewal, CSRF, the second factor, the access log and erasure of personal data.
+
+use axum::http::{Method, StatusCode};
+use opora_domain::access::Role;
+use opora_web::auth::guard::Rule;
+use opora_web::Application;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::client::{Client, Response, TestApp};
+
+/// The demo users, one per role (logins from `opora_web::demo`).
+const USERS: &[(&str, Role)] = &[
+    ("admin", Role::Administrator),
+    ("analyst", Role::MinistryAnalyst),
+    ("curator16", Role::RegionalCurator),
+    ("secretary16", Role::ConsiliumSecretary),
+    ("ngo16", Role::NgoOperator),
+    ("edu-kazan", Role::MunicipalEducation),
+    ("signals", Role::SignalOperator),
+];
+
+const PEOPLE: &[Role] = &[
+    Role::Administrator,
+    Role::RegionalCurator,
+    Role::ConsiliumSecretary,
+];
+const ADMIN: &[Role] = &[Role::Administrator];
+
+/// Who may use each route — written here independently of the router, so that a route
+/// added without deciding this fails the matrix.
+fn expected(method: &Method, path: &str) -> Option<Rule> {
+    let rule = match (method.as_str(), path) {
+        ("GET", "/" | "/static/opora.css" | "/healthz" | "/readyz" | "/vhod" | "/vhod/kod"
+            | "/vhod/kod/podklyuchenie" | "/yazyk/{lang}") => Rule::Public,
+        ("POST", "/vhod" | "/vhod/kod" | "/vhod/kod/podklyuchenie") => Rule::Public,
+        ("POST", "/vyhod" | "/profil/parol" | "/profil/vyhod-vezde") => Rule::SignedIn,
+        ("GET", "/profil" | "/spravochnik" | "/spravochnik/regiony.csv" | "/spravochnik/{code}") => {
+            Rule::SignedIn
+        }
+        ("GET", "/lyudi" | "/lyudi.csv" | "/lyudi/novyi" | "/lyudi/{id}") => Rule::Roles(PEOPLE),
+        ("POST", "/lyudi") => Rule::Roles(PEOPLE),
+        ("POST", "/lyudi/{id}/udalenie") => Rule::Roles(ADMIN),
+        (_, p) if p.starts_with("/admin/") => Rule::Roles(ADMIN),
+        _ => return None,
+    };
+    Some(rule)
+}
+
+async fn person_id(test: &TestApp, given_name: &str) -> Uuid {
+    // The demo ids are derived from region and name (see opora_web::demo).
+    let rows = sqlx::query("SELECT id, region_code FROM persons.person ORDER BY registered_at")
+        .fetch_all(&test.db.pool)
+        .await
+        .unwrap();
+    for row in rows {
+        let id: Uuid = row.get("id");
+        let region: String = row.get("region_code");
+        let family = if region == "22" { "Примерный" } else if given_name == "Тимур" { "Демонстрационный" } else { "Демонстрационная" };
+        let key = format!("person/{region}/{family}/{given_name}");
+        if Uuid::new_v5(&DEMO_NS, key.as_bytes()) == id {
+            return id;
+        }
+    }
+    panic!("no demo person {given_name}");
+}
+
+const DEMO_NS: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4445_4d4f_0000_0000_0001);
+
+fn concrete(path: &str, person: Uuid, user: Uuid) -> String {
+    path.replace("{lang}", "ru")
+        .replace("{code}", "16")
+        .replace("{id}", &if path.starts_with("/admin/") { user } else { person }.to_string())
+}
+
+/// The guard's refusals: 403 for a role without the route, a redirect to the login page
+/// (with `next`) for a visitor who is not signed in.
+fn refused(response: &Response) -> bool {
+    response.status == StatusCode::FORBIDDEN
+        || (response.status == StatusCode::SEE_OTHER
+            && response.location().starts_with("/vhod?next="))
+}
+
+async fn call(client: &mut Client, method: &Method, uri: &str) -> Response {
+    if method == Method::POST {
+        client.post(uri, &[]).await
+    } else {
+        client.get(uri).await
+    }
+}
+
+/// Routes after which the client is no longer signed in.
+const ENDS_SESSION: &[&str] = &["/vyhod", "/profil/vyhod-vezde"];
+
+#[tokio::test]
+async fn authorization_matrix_every_route_every_role_in_and_out_of_scope() {
+    let test = TestApp::with_demo().await;
+    let rules = Application::rules();
+    assert!(rules.len() > 20, "the router has {} routes", rules.len());
+    for rule in &rules {
+        let want = expected(&rule.method, rule.path)
+            .unwrap_or_else(|| panic!("{} {} has no expected answers in this test", rule.method, rule.path));
+        assert_eq!(want, rule.rule, "{} {}: the router's rule differs", rule.method, rule.path);
+    }
+    let tatarstan_child = person_id(&test, "Алиса").await;
+    let altai_child = person_id(&test, "Егор").await;
+    let target_user = opora_domain::access::Login::parse("analyst").unwrap().user_id();
+
+    // Anonymous: public routes answer, the others send to the login page.
+    let mut anonymous = test.client();
+    anonymous.get("/vhod").await;
+    for rule in &rules {
+        let uri = concrete(rule.path, tatarstan_child, target_user);
+        let response = call(&mut anonymous, &rule.method, &uri).await;
+        assert!(response.status.as_u16() < 500, "{} {uri}: {}", rule.method, response.status);
+        match rule.rule {
+            Rule::Public => assert!(!refused(&response), "anonymous {} {uri}", rule.method),
+            _ => assert!(
+                response.status == StatusCode::SEE_OTHER && response.location().starts_with("/vhod?next="),
+                "anonymous {} {uri} answered {}", rule.method, response.status
+            ),
+        }
+    }
+
+    // The routes that end the session go last (a TOTP code works once, so signing in
+    // again more than once within a few seconds is not possible).
+    let mut ordered = rules.clone();
+    ordered.sort_by_key(|r| ENDS_SESSION.iter().position(|p| *p == r.path).map_or(0, |i| i + 1));
+    for (login, role) in USERS {
+        let mut client = test.client();
+        let answer = client.login(login).await;
+        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{login} signs in: {}", answer.body);
+        // Records: in scope answers, out of scope is a 404 exactly like a missing one.
+        if PEOPLE.contains(role) {
+            let inside = client.get(&format!("/lyudi/{tatarstan_child}")).await;
+            assert_eq!(inside.status, StatusCode::OK, "{login} sees a Tatarstan child");
+            let outside = client.get(&format!("/lyudi/{altai_child}")).await;
+            let missing = client.get(&format!("/lyudi/{}", Uuid::now_v7())).await;
+            if *role == Role::Administrator {
+                assert_eq!(outside.status, StatusCode::OK);
+            } else {
+                assert_eq!(outside.status, StatusCode::NOT_FOUND, "{login} must not see Altai");
+                assert_eq!(outside.body, missing.body, "out of scope looks exactly like missing");
+                let list = client.get("/lyudi").await;
+                assert!(!list.body.contains("Егор"), "{login}'s list leaks another region");
+                let export = client.get("/lyudi.csv").await;
+                assert!(!export.body.contains("Егор"), "{login}'s export leaks another region");
+                assert!(export.body.contains("Алиса"));
+            }
+        }
+        for rule in &ordered {
+            let uri = concrete(rule.path, tatarstan_child, target_user);
+            let response = call(&mut client, &rule.method, &uri).await;
+            assert!(response.status.as_u16() < 500, "{login} {} {uri}: {}", rule.method, response.status);
+            let allowed = match rule.rule {
+                Rule::Public | Rule::SignedIn => true,
+                Rule::Roles(roles) => roles.contains(role),
+            };
+            if rule.rule != Rule::Public {
+                assert_eq!(
+                    !refused(&response),
+                    allowed,
+                    "{login} ({role:?}) {} {uri} answered {} {}",
+                    rule.method, response.status, response.location()
+                );
+            }
+            if rule.path == ENDS_SESSION[0] {
+                client = test.client_with(&client);
+                let again = client.login(login).await;
+                assert_eq!(again.status, StatusCode::SEE_OTHER, "{login} signs in again");
+            }
+        }
+    }
+    // The other region's curator sees its own child and not Tatarstan's.
+    let mut altai = test.client();
+    altai.login("curator22").await;
+    assert_eq!(altai.get(&format!("/lyudi/{altai_child}")).await.status, StatusCode::OK);
+    assert_eq!(altai.get(&format!("/lyudi/{tatarstan_child}")).await.status, StatusCode::NOT_FOUND);
+    let refusals: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access.access_log WHERE action = 'refused' AND login = 'curator22'",
+    )
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(refusals, 1, "a refused record access is logged");
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account_without_revealing_it_exists() {
+    let test = TestApp::with_demo().await;
+    let mut client = test.client();
+    client.get("/vhod").await;
+    let known = client.post("/vhod", &[("login", "ngo16"), ("password", "wrong password 1")]).await;
+    let unknown = client.post("/vhod", &[("login", "nobody", ), ("password", "wrong password 1")]).await;
+    assert_eq!(known.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    let message = |r: &Response| r.body.split("role=\"alert\"").nth(1).unwrap_or("").split("</p>").next().unwrap_or("").to_owned();
+    assert_eq!(message(&known), message(&unknown), "same message for a known and an unknown login");
+    for _ in 0..4 {
+        client.post("/vhod", &[("login", "ngo16"), ("password", "still wrong")]).await;
+    }
+    // Five failures: now even the right password is refused for a while.
+    let blocked = client.login("ngo16").await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "{}", blocked.body);
+    assert!(blocked.body.contains("15 минут"));
+    assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER, "not signed in");
+    // Another account from elsewhere is not affected.
+    let mut other = test.client();
+    assert_eq!(other.login("analyst").await.location(), "/");
+    let attempts: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM access.login_attempt WHERE login = 'ngo16' ORDER BY id",
+    )
+    .fetch_all(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts.iter().filter(|o| *o == "bad_password").count(), 5);
+    assert_eq!(attempts.last().map(String::as_str), Some("throttled"));
+}
+
+#[tokio::test]
+async fn login_renews_the_session_id_and_logout_ends_it() {
+    let test = TestApp::with_demo().await;
+    let mut client = test.client();
+    client.get("/vhod").await;
+    let before = client.session_id().expect("the login form has a session for its token");
+    assert_eq!(client.login("analyst").await.status, StatusCode::SEE_OTHER);
+    let after = client.session_id().unwrap();
+    assert_ne!(before, after, "session id renewed at login");
+    assert_eq!(client.get("/profil").await.status, StatusCode::OK);
+    // The pre-login id (a fixation attempt) is worth nothing now.
+    let mut attacker = test.client();
+    attacker.cookies.insert("opora_session".into(), before);
+    assert_eq!(attacker.get("/profil").await.status, StatusCode::SEE_OTHER);
+    // Logout everywhere ends a second session of the same user too.
+    let mut second = test.client();
+    second.login("analyst").await;
+    assert_eq!(second.get("/profil").await.status, StatusCode::OK);
+    assert_eq!(client.post("/profil/vyhod-vezde", &[]).await.location(), "/vhod");
+    assert_eq!(second.get("/profil").await.status, StatusCode::SEE_OTHER, "other session ended");
+    assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER);
+    // The session cookie is HttpOnly and SameSite.
+    let mut fresh = test.client();
+    let page = fresh.get("/vhod").await;
+    let cookie = page.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_state_changing_request_without_the_csrf_token_is_refused() {
+    let test = TestApp::with_demo().await;
+    let mut client = test.client();
+    client.login("analyst").await;
+    assert_eq!(client.get("/profil").await.status, StatusCode::OK);
+    let none = client.post_raw("/profil/vyhod-vezde", &[]).await;
+    assert_eq!(none.status, StatusCode::FORBIDDEN);
+    assert!(none.body.contains("Форма устарела"), "{}", none.body);
+    let wrong = client.post_raw("/profil/vyhod-vezde", &[("csrf", "forged")]).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let token = client.csrf.clone().unwrap();
+    let body = format!("csrf={token}");
+    let cross = client
+        .request(Method::POST, "/profil/vyhod-vezde", Some(body), &[("sec-fetch-site", "cross-site")])
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN, "cross-site even with the token");
+    assert_eq!(client.get("/profil").await.status, StatusCode::OK, "nothing happened");
+    // Without a session at all (a login form posted from elsewhere).
+    let mut stranger = test.client();
+    let login = stranger.post_raw("/vhod", &[("login", "analyst"), ("password", opora_web::demo::DEMO_PASSWORD)]).await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_second_factor_is_required_for_roles_that_see_childrens_data() {
+    let test = TestApp::with_demo().await;
+    for login in ["admin", "curator16", "secretary16"] {
+        let mut client = test.client();
+        client.get("/vhod").await;
+        let step = client.post("/vhod", &[("login", login), ("password", opora_web::demo::DEMO_PASSWORD)]).await;
+        assert_eq!(step.location(), "/vhod/kod/podklyuchenie", "{login} must enrol first");
+        assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER, "{login} is not in yet");
+        let page = client.get("/vhod/kod/podklyuchenie").await;
+        assert!(page.body.contains("<svg"), "QR code as SVG");
+        let wrong = client.post("/vhod/kod/podklyuchenie", &[("code", "000000")]).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    }
+    for login in ["analyst", "ngo16", "edu-kazan", "signals"] {
+        let mut client = test.client();
+        assert_eq!(client.login(login).await.location(), "/", "{login} needs no second factor");
+    }
+    // Enrolled: the next login asks for a code, and a used code does not work twice.
+    let mut client = test.client();
+    assert_eq!(client.login("curator16").await.location(), "/");
+    test.project().await;
+    let secret = client.secrets["curator16"].clone();
+    let mut again = test.client();
+    again.get("/vhod").await;
+    let step = again.post("/vhod", &[("login", "curator16"), ("password", opora_web::demo::DEMO_PASSWORD)]).await;
+    assert_eq!(step.location(), "/vhod/kod");
+    again.get("/vhod/kod").await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
+    let used = opora_web::auth::totp::code_at(&secret, "curator16", now).unwrap();
+    let replay = again.post("/vhod/kod", &[("code", &used)]).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "a used code is refused");
+    let next = opora_web::auth::totp::code_at(&secret, "curator16", now + 30).unwrap();
+    assert_eq!(again.post("/vhod/kod", &[("code", &next)]).await.location(), "/");
+    let enrolled: bool = sqlx::query_scalar("SELECT second_factor FROM accounts.user_account WHERE login = 'curator16'")
+        .fetch_one(&test.db.pool).await.unwrap();
+    assert!(enrolled);
+}
+
+#[tokio::test]
+async fn reads_and_exports_of_personal_data_are_in_the_access_log() {
+    let test = TestApp::with_demo().await;
+    let child = person_id(&test, "Алиса").await;
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let page = curator.get(&format!("/lyudi/{child}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Демонстрационная Алиса"));
+    let export = curator.get("/lyudi.csv").await;
+    assert!(export.body.starts_with('\u{feff}'));
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT action, record_id, login FROM access.access_log WHERE action IN ('view', 'export') ORDER BY id",
+    )
+    .fetch_all(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("view".into(), Some(child.to_string()), Some("curator16".into())),
+            ("export".into(), None, Some("curator16".into())),
+        ]
+    );
+    // The page shows who opened it; the log never holds the data.
+    let mut admin = test.client();
+    admin.login("admin").await;
+    let page = admin.get(&format!("/lyudi/{child}")).await;
+    assert!(page.body.contains("curator16"));
+    let log = admin.get(&format!("/admin/zhurnal?record={child}")).await;
+    assert!(log.body.contains("curator16") && log.body.contains("просмотр"));
+    let dump: String = sqlx::query_scalar("SELECT string_agg(a::text, ' ') FROM access.access_log a")
+        .fetch_one(&test.db.pool).await.unwrap();
+    assert!(!dump.contains("Алиса") && !dump.contains("Демонстрационная"));
+}
+
+#[tokio::test]
+async fn erasing_a_person_leaves_no_personal_data_in_a_dump_and_keeps_the_counts() {
+    let test = TestApp::with_demo().await;
+    let child = person_id(&test, "Алиса").await;
+    let mut admin = test.client();
+    admin.login("admin").await;
+    let summary = |body: &str| body.split("id=\"summary\"").nth(1).unwrap().split("</table>").next().unwrap().to_owned();
+    let before = admin.get("/lyudi").await;
+    assert!(before.body.contains("Алиса"));
+    let counts_before = summary(&before.body);
+    let empty = admin.post(&format!("/lyudi/{child}/udalenie"), &[("reason", " ")]).await;
+    assert!(empty.location().contains("reason=missing"), "a reason is required");
+    let erased = admin.post(&format!("/lyudi/{child}/udalenie"), &[("reason", "Заявление законного представителя")]).await;
+    assert_eq!(erased.status, StatusCode::SEE_OTHER);
+    test.project().await;
+    let page = admin.get(&format!("/lyudi/{child}")).await;
+    assert!(page.body.contains("Личные данные удалены") && !page.body.contains("Алиса"));
+    let after = admin.get("/lyudi").await;
+    assert_eq!(summary(&after.body), counts_before, "the counts stay");
+    assert!(!after.body.contains("Алиса"));
+    // The whole database, dumped: neither the name nor the birth date in clear.
+    let bin = opora_web::embedded::find_bin_dir().unwrap();
+    let url = test.db.url();
+    let dump = std::process::Command::new(bin.join("pg_dump"))
+        .arg("--dbname")
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("PersonalDataErased"), "the dump is the real one");
+    for needle in ["Алиса", "2014-03-05", "05.03.2014", "\"birth_date\""] {
+        assert!(!dump.contains(needle), "{needle} found in the dump");
+    }
+    // The key is gone, and the vault can neither open the old events nor seal new data.
+    let sealed: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload->'PersonRegistered'->'personal' FROM event WHERE aggregate_id = $1 AND sequence = 1",
+    )
+    .bind(child.to_string())
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    let sealed: opora_domain::person::Sealed = serde_json::from_value(sealed).unwrap();
+    let opened: Option<opora_domain::person::PersonalData> = test.vault.open(&sealed).await.unwrap();
+    assert!(opened.is_none());
+    assert!(matches!(test.vault.seal(child, &"x").await, Err(opora_store::VaultError::Erased)));
+    // The log still verifies: nothing was rewritten.
+    let report = opora_store::verify::verify(&test.db.pool).await.unwrap();
+    assert!(report.first_problem.is_none());
+}
