@@ -111,3 +111,94 @@ async fn verify_status_and_rebuild_from_the_command_line() {
         .await
         .unwrap();
 }
+
+const KEY: &str = "Y2xpIHRlc3QgbWFzdGVyIGtleSwgMzIgYnl0ZXMhISE=";
+
+fn opora_with(url: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opora"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("OPORA_MASTER_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_first_administrator_and_erasure_from_the_command_line() {
+    let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
+    let name = format!("opora_cli_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = database_url(&admin, &name);
+
+    let short = opora_with(&url, &["admin", "create", "--login", "chief", "--name", "Главный администратор"], "short\n");
+    assert_eq!(short.status.code(), Some(2), "{}", text(&short));
+    assert!(text(&short).contains("не меньше 12 символов"), "{}", text(&short));
+    let created = opora_with(
+        &url,
+        &["admin", "create", "--login", "chief", "--name", "Главный администратор"],
+        "a long enough passphrase\n",
+    );
+    assert!(created.status.success(), "{}", text(&created));
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM access.credential")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2"), "Argon2 hash, not the password: {hash}");
+
+    // A person, then `opora erase person`.
+    opora_web::seed::load_reference(&opora_store::EventLog::new(pool.clone())).await.unwrap();
+    let log = opora_store::EventLog::new(pool.clone());
+    let vault = opora_store::Vault::open_with(pool.clone(), opora_store::MasterKey::from_base64(KEY).unwrap())
+        .await
+        .unwrap();
+    opora_web::demo::load(&log, &vault).await.unwrap();
+    let id: String = sqlx::query_scalar(
+        "SELECT aggregate_id FROM event WHERE event_type = 'PersonRegistered' ORDER BY position LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_opora"))
+        .args(["erase", "person", &id, "--reason", "проверка"])
+        .env("DATABASE_URL", &url)
+        .env("OPORA_MASTER_KEY", "b3RoZXIga2V5IG90aGVyIGtleSBvdGhlciBrZXkhISE=")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "another master key is refused");
+    assert!(text(&wrong).contains("master key"), "{}", text(&wrong));
+    let erased = opora_with(&url, &["erase", "person", &id, "--reason", "Заявление законного представителя"], "");
+    assert!(erased.status.success(), "{}", text(&erased));
+    assert!(text(&erased).contains("удалены"));
+    let again = opora_with(&url, &["erase", "person", &id, "--reason", "повтор"], "");
+    assert!(text(&again).contains("уже были удалены"), "{}", text(&again));
+    let bin = opora_web::embedded::find_bin_dir().unwrap();
+    let dump = std::process::Command::new(bin.join("pg_dump"))
+        .arg("--dbname")
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(dump.status.success());
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("PersonalDataErased"));
+    for needle in ["Алиса", "2014-03-05", "05.03.2014"] {
+        assert!(!dump.contains(needle), "{needle} in the dump");
+    }
+    pool.close().await;
+}
