@@ -187,6 +187,48 @@ mod tests {
         assert_eq!(en.t("nav-reference"), "Reference data");
     }
 
+    /// Every key the templates and handlers use exists in both languages, and both
+    /// languages have the same keys.
+    #[test]
+    fn every_message_exists_in_russian_and_english() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let keys_of = |lang: &str| -> std::collections::BTreeSet<String> {
+            std::fs::read_to_string(root.join(format!("locales/{lang}/main.ftl")))
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim().to_owned()))
+                .filter(|k| !k.starts_with(['#', ' ']) && !k.is_empty())
+                .collect()
+        };
+        let (ru, en) = (keys_of("ru"), keys_of("en"));
+        assert_eq!(ru.symmetric_difference(&en).collect::<Vec<_>>(), Vec::<&String>::new());
+        let mut sources = Vec::new();
+        for dir in ["templates", "templates/auth", "templates/admin", "templates/persons", "templates/reference", "web/src", "web/src/pages", "web/src/auth"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    sources.push(std::fs::read_to_string(path).unwrap());
+                }
+            }
+        }
+        let mut used = 0;
+        for source in &sources {
+            for call in ["tr.t(\"", "tr.count(\"", ".t(\""] {
+                for piece in source.split(call).skip(1) {
+                    let key = piece.split('"').next().unwrap();
+                    if key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !key.is_empty() {
+                        used += 1;
+                        assert!(ru.contains(key), "message «{key}» is missing");
+                    }
+                }
+            }
+        }
+        assert!(used > 100, "only {used} uses found");
+        for role in opora_domain::access::Role::ALL {
+            assert!(ru.contains(&format!("role-{}", role.1)));
+        }
+    }
+
     #[test]
     fn times_are_shown_in_the_regions_zone() {
         let at = time::macros::datetime!(2026-11-20 21:30 UTC);

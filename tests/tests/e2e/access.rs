@@ -395,3 +395,65 @@ async fn erasing_a_person_leaves_no_personal_data_in_a_dump_and_keeps_the_counts
     let report = opora_store::verify::verify(&test.db.pool).await.unwrap();
     assert!(report.first_problem.is_none());
 }
+
+#[tokio::test]
+async fn idle_sessions_expire_and_failures_from_one_address_are_throttled_too() {
+    let test = TestApp::with_demo().await;
+    let mut client = test.client();
+    client.login("analyst").await;
+    assert_eq!(client.get("/profil").await.status, StatusCode::OK);
+    // Thirty idle minutes later the store no longer has the session.
+    sqlx::query("UPDATE access.session SET expiry_date = now() - interval '1 second'")
+        .execute(&test.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER);
+    // Many logins tried from one address: that address is stopped, whatever the login.
+    for i in 0..opora_web::auth::MAX_FAILURES_PER_ADDRESS {
+        opora_web::auth::record_attempt(&test.db.pool, &format!("guess{i}"), "203.0.113.7", None, "bad_password")
+            .await
+            .unwrap();
+    }
+    assert!(opora_web::auth::throttled(&test.db.pool, "analyst", "203.0.113.7").await.unwrap());
+    assert!(!opora_web::auth::throttled(&test.db.pool, "analyst", "198.51.100.1").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_disabled_user_is_signed_out_and_cannot_sign_in_but_keeps_its_history() {
+    let test = TestApp::with_demo().await;
+    let mut user = test.client();
+    user.login("edu-kazan").await;
+    assert_eq!(user.get("/profil").await.status, StatusCode::OK);
+    let mut admin = test.client();
+    admin.login("admin").await;
+    let id = opora_domain::access::Login::parse("edu-kazan").unwrap().user_id();
+    let page = admin.get(&format!("/admin/polzovateli/{id}")).await;
+    assert!(page.body.contains("Управление образования Казани"));
+    let done = admin.post(&format!("/admin/polzovateli/{id}/otklyuchit"), &[("reason", "перевод на другую работу")]).await;
+    assert!(done.location().contains("notice-disabled"), "{}", done.location());
+    test.project().await;
+    assert_eq!(user.get("/profil").await.status, StatusCode::SEE_OTHER, "signed out");
+    let again = test.client().login("edu-kazan").await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "cannot sign in");
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM event WHERE aggregate_type = 'User' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(id.to_string())
+    .fetch_all(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(events, ["UserCreated", "UserDisabled"]);
+    // Re-scoped: the administrator adds a second role, over a region.
+    let added = admin
+        .post(&format!("/admin/polzovateli/{id}/roli"), &[("role", "ministry_analyst"), ("region", "16")])
+        .await;
+    assert!(added.location().contains("notice-grants-changed"), "{}", added.location());
+    let refused = admin
+        .post(&format!("/admin/polzovateli/{id}/roli"), &[("role", "regional_curator")])
+        .await;
+    assert!(refused.location().contains("grant-needs-region"), "{}", refused.location());
+    test.project().await;
+    let page = admin.get(&format!("/admin/polzovateli/{id}")).await;
+    assert!(page.body.contains("отключён"));
+    assert!(page.body.contains("аналитик министерства — Республика Татарстан"), "{}", page.body);
+}
