@@ -454,7 +454,10 @@ mod tests {
     fn logins_are_normalised_and_give_stable_ids() {
         let login = Login::parse("  Curator.16 ").unwrap();
         assert_eq!(login.as_str(), "curator.16");
-        assert_eq!(login.user_id(), Login::parse("CURATOR.16").unwrap().user_id());
+        assert_eq!(
+            login.user_id(),
+            Login::parse("CURATOR.16").unwrap().user_id()
+        );
         assert_eq!(Login::parse("иван"), Err(UserError::BadLogin));
         assert_eq!(Login::parse("ab"), Err(UserError::BadLogin));
     }

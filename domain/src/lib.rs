@@ -53,7 +53,12 @@ pub fn parse_date(raw: &str) -> Option<Date> {
 
 /// `DD.MM.YYYY`.
 pub fn format_date(date: Date) -> String {
-    format!("{:02}.{:02}.{:04}", date.day(), date.month() as u8, date.year())
+    format!(
+        "{:02}.{:02}.{:04}",
+        date.day(),
+        date.month() as u8,
+        date.year()
+    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// An amount in rubles, held as whole kopecks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Rubles(i64);
 
@@ -27,6 +29,7 @@ impl fmt::Display for Rubles {
         let whole = (abs / 100).to_string();
         let mut grouped = String::new();
         for (i, digit) in whole.chars().enumerate() {
+            #[allow(clippy::manual_is_multiple_of)] // rust-version 1.85
             if i > 0 && (whole.len() - i) % 3 == 0 {
                 grouped.push('\u{a0}');
             }
@@ -43,9 +46,15 @@ mod tests {
     #[test]
     fn rubles_are_written_the_russian_way() {
         let nbsp = |s: &str| s.replace(' ', "\u{a0}");
-        assert_eq!(Rubles::from_kopecks(123_456_789).to_string(), nbsp("1 234 567,89 ₽"));
+        assert_eq!(
+            Rubles::from_kopecks(123_456_789).to_string(),
+            nbsp("1 234 567,89 ₽")
+        );
         assert_eq!(Rubles::from_kopecks(5).to_string(), nbsp("0,05 ₽"));
-        assert_eq!(Rubles::from_kopecks(100_000).to_string(), nbsp("1 000,00 ₽"));
+        assert_eq!(
+            Rubles::from_kopecks(100_000).to_string(),
+            nbsp("1 000,00 ₽")
+        );
         assert_eq!(Rubles::from_kopecks(-99_950).to_string(), nbsp("−999,50 ₽"));
     }
 }

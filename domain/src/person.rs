@@ -145,8 +145,7 @@ impl PersonalData {
             None => {
                 errors.push(FieldError {
                     field: "birth_date",
-                    message: "Укажите дату рождения в виде ДД.ММ.ГГГГ, например 05.03.2015."
-                        .into(),
+                    message: "Укажите дату рождения в виде ДД.ММ.ГГГГ, например 05.03.2015.".into(),
                 });
                 None
             }
@@ -249,9 +248,7 @@ pub enum PersonEvent {
         reason: Text,
     },
     /// The person's key was destroyed: personal data in every earlier event is unreadable.
-    PersonalDataErased {
-        reason: Text,
-    },
+    PersonalDataErased { reason: Text },
 }
 
 impl DomainEvent for PersonEvent {

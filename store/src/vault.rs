@@ -219,7 +219,10 @@ impl Vault {
     }
 
     /// Opens sealed data; `None` when the subject has been erased (or never had a key).
-    pub async fn open<T: DeserializeOwned>(&self, sealed: &Sealed) -> Result<Option<T>, VaultError> {
+    pub async fn open<T: DeserializeOwned>(
+        &self,
+        sealed: &Sealed,
+    ) -> Result<Option<T>, VaultError> {
         match self.key(sealed.subject).await? {
             None => Ok(None),
             Some(key) => open_with_key(&key, sealed).map(Some),
@@ -255,7 +258,12 @@ impl Vault {
 
     /// Destroys the subject's key. Returns false if it was already erased or never existed
     /// (a key is then recorded as erased, so no personal data can be sealed for it later).
-    pub async fn erase(&self, subject: Uuid, actor: &str, reason: &str) -> Result<bool, VaultError> {
+    pub async fn erase(
+        &self,
+        subject: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, VaultError> {
         let erased = sqlx::query(
             "UPDATE access.personal_key SET wrapped = NULL, erased_at = now(), erased_by = $2, \
                     erase_reason = $3 \
@@ -284,7 +292,10 @@ impl Vault {
     }
 }
 
-fn open_with_key<T: DeserializeOwned>(key: &[u8; KEY_LEN], sealed: &Sealed) -> Result<T, VaultError> {
+fn open_with_key<T: DeserializeOwned>(
+    key: &[u8; KEY_LEN],
+    sealed: &Sealed,
+) -> Result<T, VaultError> {
     let mut bytes = BASE64
         .decode(&sealed.nonce)
         .map_err(|_| VaultError::Damaged)?;

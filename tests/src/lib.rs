@@ -74,7 +74,11 @@ impl TestDb {
             None => (admin.clone(), String::new()),
         };
         let root = match base.rsplit_once('/') {
-            Some((root, _)) if root.contains("://") && root.len() > root.find("://").unwrap_or(0) + 3 => root.to_owned(),
+            Some((root, _))
+                if root.contains("://") && root.len() > root.find("://").unwrap_or(0) + 3 =>
+            {
+                root.to_owned()
+            }
             _ => base,
         };
         format!("{root}/{}{query}", self.name)

@@ -207,7 +207,9 @@ async fn serve(bind: SocketAddr, demo: bool, public_url: Option<String>) -> Resu
             .with_context(|| format!("projection {} could not catch up", projection.name()))?;
     }
     if demo {
-        crate::demo::load(&log, &vault).await.context("loading demo data")?;
+        crate::demo::load(&log, &vault)
+            .await
+            .context("loading demo data")?;
         for projection in opora_projections::all() {
             runner.catch_up(projection.as_ref()).await?;
         }
@@ -283,11 +285,13 @@ async fn admin_create(
     let result = crate::pages::admin::create_user(
         &users,
         log.pool(),
-        login.clone(),
-        name,
-        contact,
-        vec![Grant::new(Role::Administrator, Scope::Federal)?],
-        &password,
+        crate::pages::admin::NewUser {
+            login: login.clone(),
+            display_name: name,
+            contact,
+            grants: vec![Grant::new(Role::Administrator, Scope::Federal)?],
+            password: &password,
+        },
         &opora_store::CommandMeta::new("system:cli"),
     )
     .await;
@@ -302,7 +306,10 @@ async fn admin_create(
             Ok(ExitCode::SUCCESS)
         }
         Ok(_) => {
-            println!("Пользователь {} уже был создан; пароль не изменён.", login.as_str());
+            println!(
+                "Пользователь {} уже был создан; пароль не изменён.",
+                login.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(crate::pages::admin::CreateUserError::Password(key)) => {
@@ -321,11 +328,12 @@ async fn erase_person(log: &EventLog, id: uuid::Uuid, reason: String) -> Result<
     let reason = opora_domain::access::Text::parse(&reason)
         .context("--reason: укажите основание удаления (до 300 символов)")?;
     let vault = db::open_vault(log.pool()).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'Person' AND aggregate_id = $1)")
-            .bind(id.to_string())
-            .fetch_one(log.pool())
-            .await?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'Person' AND aggregate_id = $1)",
+    )
+    .bind(id.to_string())
+    .fetch_one(log.pool())
+    .await?;
     if !exists {
         eprintln!("Человек {id} не найден в журнале.");
         return Ok(ExitCode::from(2));

@@ -129,7 +129,8 @@ pub fn master_key() -> Result<opora_store::MasterKey> {
             );
             Ok(key)
         }
-        Err(error) => Err(error).with_context(|| format!("cannot read the master key file {}", path.display())),
+        Err(error) => Err(error)
+            .with_context(|| format!("cannot read the master key file {}", path.display())),
     }
 }
 

@@ -13,7 +13,7 @@ use opora_store::{CommandBus, CommandMeta, EventLog, Vault};
 use time::macros::date;
 use uuid::Uuid;
 
-use crate::pages::admin::{create_user, CreateUserError};
+use crate::pages::admin::{create_user, CreateUserError, NewUser};
 
 /// The password of every demo user.
 pub const DEMO_PASSWORD: &str = "opora-demo-2026";
@@ -37,18 +37,80 @@ pub fn demo_users() -> Result<Vec<(&'static str, &'static str, Grant)>> {
     let tatarstan = code("16")?;
     let altai = code("22")?;
     let ngo = organisation_id(&tatarstan, &name("АНО «Семья рядом»")?);
-    let institution = organisation_id(&tatarstan, &name("ГБУ «Детский дом № 1» (демо)")?);
-    let _ = institution;
     let kazan = municipality_id(&tatarstan, &name("Казань")?);
     Ok(vec![
-        ("admin", "Администратор (демо)", Grant::new(Role::Administrator, Scope::Federal)?),
-        ("analyst", "Аналитик министерства (демо)", Grant::new(Role::MinistryAnalyst, Scope::Federal)?),
-        ("curator16", "Куратор Татарстана (демо)", Grant::new(Role::RegionalCurator, Scope::Region { region: tatarstan.clone() })?),
-        ("curator22", "Куратор Алтайского края (демо)", Grant::new(Role::RegionalCurator, Scope::Region { region: altai.clone() })?),
-        ("secretary16", "Секретарь регионального консилиума (демо)", Grant::new(Role::ConsiliumSecretary, Scope::Region { region: tatarstan.clone() })?),
-        ("ngo16", "Оператор НКО (демо)", Grant::new(Role::NgoOperator, Scope::Ngo { region: tatarstan.clone(), ngo })?),
-        ("edu-kazan", "Управление образования Казани (демо)", Grant::new(Role::MunicipalEducation, Scope::Municipality { region: tatarstan.clone(), municipality: kazan })?),
-        ("signals", "Оператор сигналов (демо)", Grant::new(Role::SignalOperator, Scope::Regions { regions: vec![tatarstan, altai] })?),
+        (
+            "admin",
+            "Администратор (демо)",
+            Grant::new(Role::Administrator, Scope::Federal)?,
+        ),
+        (
+            "analyst",
+            "Аналитик министерства (демо)",
+            Grant::new(Role::MinistryAnalyst, Scope::Federal)?,
+        ),
+        (
+            "curator16",
+            "Куратор Татарстана (демо)",
+            Grant::new(
+                Role::RegionalCurator,
+                Scope::Region {
+                    region: tatarstan.clone(),
+                },
+            )?,
+        ),
+        (
+            "curator22",
+            "Куратор Алтайского края (демо)",
+            Grant::new(
+                Role::RegionalCurator,
+                Scope::Region {
+                    region: altai.clone(),
+                },
+            )?,
+        ),
+        (
+            "secretary16",
+            "Секретарь регионального консилиума (демо)",
+            Grant::new(
+                Role::ConsiliumSecretary,
+                Scope::Region {
+                    region: tatarstan.clone(),
+                },
+            )?,
+        ),
+        (
+            "ngo16",
+            "Оператор НКО (демо)",
+            Grant::new(
+                Role::NgoOperator,
+                Scope::Ngo {
+                    region: tatarstan.clone(),
+                    ngo,
+                },
+            )?,
+        ),
+        (
+            "edu-kazan",
+            "Управление образования Казани (демо)",
+            Grant::new(
+                Role::MunicipalEducation,
+                Scope::Municipality {
+                    region: tatarstan.clone(),
+                    municipality: kazan,
+                },
+            )?,
+        ),
+        (
+            "signals",
+            "Оператор сигналов (демо)",
+            Grant::new(
+                Role::SignalOperator,
+                Scope::Regions {
+                    regions: vec![tatarstan, altai],
+                },
+            )?,
+        ),
     ])
 }
 
@@ -58,7 +120,10 @@ pub async fn load(log: &EventLog, vault: &Vault) -> Result<()> {
     let organisations = CommandBus::<Organisation>::new(log.clone(), ());
     for (kind, org_name) in [
         (OrganisationKind::Ngo, "АНО «Семья рядом»"),
-        (OrganisationKind::Institution, "ГБУ «Детский дом № 1» (демо)"),
+        (
+            OrganisationKind::Institution,
+            "ГБУ «Детский дом № 1» (демо)",
+        ),
     ] {
         let org_name = name(org_name)?;
         let id = organisation_id(&tatarstan, &org_name);
@@ -81,11 +146,13 @@ pub async fn load(log: &EventLog, vault: &Vault) -> Result<()> {
         match create_user(
             &users,
             log.pool(),
-            Login::parse(login)?,
-            Text::parse(display_name).context("demo name")?,
-            None,
-            vec![grant],
-            DEMO_PASSWORD,
+            NewUser {
+                login: Login::parse(login)?,
+                display_name: Text::parse(display_name).context("demo name")?,
+                contact: None,
+                grants: vec![grant],
+                password: DEMO_PASSWORD,
+            },
             &meta(&format!("user/{login}")),
         )
         .await
@@ -97,10 +164,42 @@ pub async fn load(log: &EventLog, vault: &Vault) -> Result<()> {
     }
     let persons = CommandBus::<Person>::new(log.clone(), ());
     let people = [
-        ("16", "Казань", PersonKind::Child, Sex::Female, "Демонстрационная", "Алиса", date!(2014 - 03 - 05)),
-        ("16", "Казань", PersonKind::Child, Sex::Male, "Демонстрационный", "Тимур", date!(2011 - 09 - 17)),
-        ("16", "Казань", PersonKind::Adult, Sex::Female, "Демонстрационная", "Гульнара", date!(1988 - 01 - 22)),
-        ("22", "Барнаул", PersonKind::Child, Sex::Male, "Примерный", "Егор", date!(2016 - 06 - 30)),
+        (
+            "16",
+            "Казань",
+            PersonKind::Child,
+            Sex::Female,
+            "Демонстрационная",
+            "Алиса",
+            date!(2014 - 03 - 05),
+        ),
+        (
+            "16",
+            "Казань",
+            PersonKind::Child,
+            Sex::Male,
+            "Демонстрационный",
+            "Тимур",
+            date!(2011 - 09 - 17),
+        ),
+        (
+            "16",
+            "Казань",
+            PersonKind::Adult,
+            Sex::Female,
+            "Демонстрационная",
+            "Гульнара",
+            date!(1988 - 01 - 22),
+        ),
+        (
+            "22",
+            "Барнаул",
+            PersonKind::Child,
+            Sex::Male,
+            "Примерный",
+            "Егор",
+            date!(2016 - 06 - 30),
+        ),
     ];
     let registered_on = date!(2026 - 11 - 01);
     for (region, municipality, kind, sex, family_name, given_name, birth_date) in people {

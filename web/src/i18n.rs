@@ -201,9 +201,21 @@ mod tests {
                 .collect()
         };
         let (ru, en) = (keys_of("ru"), keys_of("en"));
-        assert_eq!(ru.symmetric_difference(&en).collect::<Vec<_>>(), Vec::<&String>::new());
+        assert_eq!(
+            ru.symmetric_difference(&en).collect::<Vec<_>>(),
+            Vec::<&String>::new()
+        );
         let mut sources = Vec::new();
-        for dir in ["templates", "templates/auth", "templates/admin", "templates/persons", "templates/reference", "web/src", "web/src/pages", "web/src/auth"] {
+        for dir in [
+            "templates",
+            "templates/auth",
+            "templates/admin",
+            "templates/persons",
+            "templates/reference",
+            "web/src",
+            "web/src/pages",
+            "web/src/auth",
+        ] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {
                 let path = entry.unwrap().path();
                 if path.is_file() {
@@ -216,7 +228,11 @@ mod tests {
             for call in ["tr.t(\"", "tr.count(\"", ".t(\""] {
                 for piece in source.split(call).skip(1) {
                     let key = piece.split('"').next().unwrap();
-                    if key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') && !key.is_empty() {
+                    if key
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && !key.is_empty()
+                    {
                         used += 1;
                         assert!(ru.contains(key), "message «{key}» is missing");
                     }

@@ -146,12 +146,34 @@ async fn the_first_administrator_and_erasure_from_the_command_line() {
         .unwrap();
     let url = database_url(&admin, &name);
 
-    let short = opora_with(&url, &["admin", "create", "--login", "chief", "--name", "Главный администратор"], "short\n");
+    let short = opora_with(
+        &url,
+        &[
+            "admin",
+            "create",
+            "--login",
+            "chief",
+            "--name",
+            "Главный администратор",
+        ],
+        "short\n",
+    );
     assert_eq!(short.status.code(), Some(2), "{}", text(&short));
-    assert!(text(&short).contains("не меньше 12 символов"), "{}", text(&short));
+    assert!(
+        text(&short).contains("не меньше 12 символов"),
+        "{}",
+        text(&short)
+    );
     let created = opora_with(
         &url,
-        &["admin", "create", "--login", "chief", "--name", "Главный администратор"],
+        &[
+            "admin",
+            "create",
+            "--login",
+            "chief",
+            "--name",
+            "Главный администратор",
+        ],
         "a long enough passphrase\n",
     );
     assert!(created.status.success(), "{}", text(&created));
@@ -160,14 +182,22 @@ async fn the_first_administrator_and_erasure_from_the_command_line() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert!(hash.starts_with("$argon2"), "Argon2 hash, not the password: {hash}");
+    assert!(
+        hash.starts_with("$argon2"),
+        "Argon2 hash, not the password: {hash}"
+    );
 
     // A person, then `opora erase person`.
-    opora_web::seed::load_reference(&opora_store::EventLog::new(pool.clone())).await.unwrap();
-    let log = opora_store::EventLog::new(pool.clone());
-    let vault = opora_store::Vault::open_with(pool.clone(), opora_store::MasterKey::from_base64(KEY).unwrap())
+    opora_web::seed::load_reference(&opora_store::EventLog::new(pool.clone()))
         .await
         .unwrap();
+    let log = opora_store::EventLog::new(pool.clone());
+    let vault = opora_store::Vault::open_with(
+        pool.clone(),
+        opora_store::MasterKey::from_base64(KEY).unwrap(),
+    )
+    .await
+    .unwrap();
     opora_web::demo::load(&log, &vault).await.unwrap();
     let id: String = sqlx::query_scalar(
         "SELECT aggregate_id FROM event WHERE event_type = 'PersonRegistered' ORDER BY position LIMIT 1",
@@ -178,16 +208,33 @@ async fn the_first_administrator_and_erasure_from_the_command_line() {
     let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_opora"))
         .args(["erase", "person", &id, "--reason", "проверка"])
         .env("DATABASE_URL", &url)
-        .env("OPORA_MASTER_KEY", "b3RoZXIga2V5IG90aGVyIGtleSBvdGhlciBrZXkhISE=")
+        .env(
+            "OPORA_MASTER_KEY",
+            "b3RoZXIga2V5IG90aGVyIGtleSBvdGhlciBrZXkhISE=",
+        )
         .output()
         .unwrap();
     assert!(!wrong.status.success(), "another master key is refused");
     assert!(text(&wrong).contains("master key"), "{}", text(&wrong));
-    let erased = opora_with(&url, &["erase", "person", &id, "--reason", "Заявление законного представителя"], "");
+    let erased = opora_with(
+        &url,
+        &[
+            "erase",
+            "person",
+            &id,
+            "--reason",
+            "Заявление законного представителя",
+        ],
+        "",
+    );
     assert!(erased.status.success(), "{}", text(&erased));
     assert!(text(&erased).contains("удалены"));
     let again = opora_with(&url, &["erase", "person", &id, "--reason", "повтор"], "");
-    assert!(text(&again).contains("уже были удалены"), "{}", text(&again));
+    assert!(
+        text(&again).contains("уже были удалены"),
+        "{}",
+        text(&again)
+    );
     let bin = opora_web::embedded::find_bin_dir().unwrap();
     let dump = std::process::Command::new(bin.join("pg_dump"))
         .arg("--dbname")

@@ -32,13 +32,23 @@ const ADMIN: &[Role] = &[Role::Administrator];
 /// added without deciding this fails the matrix.
 fn expected(method: &Method, path: &str) -> Option<Rule> {
     let rule = match (method.as_str(), path) {
-        ("GET", "/" | "/static/opora.css" | "/healthz" | "/readyz" | "/vhod" | "/vhod/kod"
-            | "/vhod/kod/podklyuchenie" | "/yazyk/{lang}") => Rule::Public,
+        (
+            "GET",
+            "/"
+            | "/static/opora.css"
+            | "/healthz"
+            | "/readyz"
+            | "/vhod"
+            | "/vhod/kod"
+            | "/vhod/kod/podklyuchenie"
+            | "/yazyk/{lang}",
+        ) => Rule::Public,
         ("POST", "/vhod" | "/vhod/kod" | "/vhod/kod/podklyuchenie") => Rule::Public,
         ("POST", "/vyhod" | "/profil/parol" | "/profil/vyhod-vezde") => Rule::SignedIn,
-        ("GET", "/profil" | "/spravochnik" | "/spravochnik/regiony.csv" | "/spravochnik/{code}") => {
-            Rule::SignedIn
-        }
+        (
+            "GET",
+            "/profil" | "/spravochnik" | "/spravochnik/regiony.csv" | "/spravochnik/{code}",
+        ) => Rule::SignedIn,
         ("GET", "/lyudi" | "/lyudi.csv" | "/lyudi/novyi" | "/lyudi/{id}") => Rule::Roles(PEOPLE),
         ("POST", "/lyudi") => Rule::Roles(PEOPLE),
         ("POST", "/lyudi/{id}/udalenie") => Rule::Roles(ADMIN),
@@ -57,7 +67,13 @@ async fn person_id(test: &TestApp, given_name: &str) -> Uuid {
     for row in rows {
         let id: Uuid = row.get("id");
         let region: String = row.get("region_code");
-        let family = if region == "22" { "Примерный" } else if given_name == "Тимур" { "Демонстрационный" } else { "Демонстрационная" };
+        let family = if region == "22" {
+            "Примерный"
+        } else if given_name == "Тимур" {
+            "Демонстрационный"
+        } else {
+            "Демонстрационная"
+        };
         let key = format!("person/{region}/{family}/{given_name}");
         if Uuid::new_v5(&DEMO_NS, key.as_bytes()) == id {
             return id;
@@ -71,7 +87,15 @@ const DEMO_NS: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4445_4d4f_0000_0000_0001)
 fn concrete(path: &str, person: Uuid, user: Uuid) -> String {
     path.replace("{lang}", "ru")
         .replace("{code}", "16")
-        .replace("{id}", &if path.starts_with("/admin/") { user } else { person }.to_string())
+        .replace(
+            "{id}",
+            &if path.starts_with("/admin/") {
+                user
+            } else {
+                person
+            }
+            .to_string(),
+        )
 }
 
 /// The guard's refusals: 403 for a role without the route, a redirect to the login page
@@ -99,13 +123,23 @@ async fn authorization_matrix_every_route_every_role_in_and_out_of_scope() {
     let rules = Application::rules();
     assert!(rules.len() > 20, "the router has {} routes", rules.len());
     for rule in &rules {
-        let want = expected(&rule.method, rule.path)
-            .unwrap_or_else(|| panic!("{} {} has no expected answers in this test", rule.method, rule.path));
-        assert_eq!(want, rule.rule, "{} {}: the router's rule differs", rule.method, rule.path);
+        let want = expected(&rule.method, rule.path).unwrap_or_else(|| {
+            panic!(
+                "{} {} has no expected answers in this test",
+                rule.method, rule.path
+            )
+        });
+        assert_eq!(
+            want, rule.rule,
+            "{} {}: the router's rule differs",
+            rule.method, rule.path
+        );
     }
     let tatarstan_child = person_id(&test, "Алиса").await;
     let altai_child = person_id(&test, "Егор").await;
-    let target_user = opora_domain::access::Login::parse("analyst").unwrap().user_id();
+    let target_user = opora_domain::access::Login::parse("analyst")
+        .unwrap()
+        .user_id();
 
     // Anonymous: public routes answer, the others send to the login page.
     let mut anonymous = test.client();
@@ -113,12 +147,20 @@ async fn authorization_matrix_every_route_every_role_in_and_out_of_scope() {
     for rule in &rules {
         let uri = concrete(rule.path, tatarstan_child, target_user);
         let response = call(&mut anonymous, &rule.method, &uri).await;
-        assert!(response.status.as_u16() < 500, "{} {uri}: {}", rule.method, response.status);
+        assert!(
+            response.status.as_u16() < 500,
+            "{} {uri}: {}",
+            rule.method,
+            response.status
+        );
         match rule.rule {
             Rule::Public => assert!(!refused(&response), "anonymous {} {uri}", rule.method),
             _ => assert!(
-                response.status == StatusCode::SEE_OTHER && response.location().starts_with("/vhod?next="),
-                "anonymous {} {uri} answered {}", rule.method, response.status
+                response.status == StatusCode::SEE_OTHER
+                    && response.location().starts_with("/vhod?next="),
+                "anonymous {} {uri} answered {}",
+                rule.method,
+                response.status
             ),
         }
     }
@@ -126,33 +168,65 @@ async fn authorization_matrix_every_route_every_role_in_and_out_of_scope() {
     // The routes that end the session go last (a TOTP code works once, so signing in
     // again more than once within a few seconds is not possible).
     let mut ordered = rules.clone();
-    ordered.sort_by_key(|r| ENDS_SESSION.iter().position(|p| *p == r.path).map_or(0, |i| i + 1));
+    ordered.sort_by_key(|r| {
+        ENDS_SESSION
+            .iter()
+            .position(|p| *p == r.path)
+            .map_or(0, |i| i + 1)
+    });
     for (login, role) in USERS {
         let mut client = test.client();
         let answer = client.login(login).await;
-        assert_eq!(answer.status, StatusCode::SEE_OTHER, "{login} signs in: {}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{login} signs in: {}",
+            answer.body
+        );
         // Records: in scope answers, out of scope is a 404 exactly like a missing one.
         if PEOPLE.contains(role) {
             let inside = client.get(&format!("/lyudi/{tatarstan_child}")).await;
-            assert_eq!(inside.status, StatusCode::OK, "{login} sees a Tatarstan child");
+            assert_eq!(
+                inside.status,
+                StatusCode::OK,
+                "{login} sees a Tatarstan child"
+            );
             let outside = client.get(&format!("/lyudi/{altai_child}")).await;
             let missing = client.get(&format!("/lyudi/{}", Uuid::now_v7())).await;
             if *role == Role::Administrator {
                 assert_eq!(outside.status, StatusCode::OK);
             } else {
-                assert_eq!(outside.status, StatusCode::NOT_FOUND, "{login} must not see Altai");
-                assert_eq!(outside.body, missing.body, "out of scope looks exactly like missing");
+                assert_eq!(
+                    outside.status,
+                    StatusCode::NOT_FOUND,
+                    "{login} must not see Altai"
+                );
+                assert_eq!(
+                    outside.body, missing.body,
+                    "out of scope looks exactly like missing"
+                );
                 let list = client.get("/lyudi").await;
-                assert!(!list.body.contains("Егор"), "{login}'s list leaks another region");
+                assert!(
+                    !list.body.contains("Егор"),
+                    "{login}'s list leaks another region"
+                );
                 let export = client.get("/lyudi.csv").await;
-                assert!(!export.body.contains("Егор"), "{login}'s export leaks another region");
+                assert!(
+                    !export.body.contains("Егор"),
+                    "{login}'s export leaks another region"
+                );
                 assert!(export.body.contains("Алиса"));
             }
         }
         for rule in &ordered {
             let uri = concrete(rule.path, tatarstan_child, target_user);
             let response = call(&mut client, &rule.method, &uri).await;
-            assert!(response.status.as_u16() < 500, "{login} {} {uri}: {}", rule.method, response.status);
+            assert!(
+                response.status.as_u16() < 500,
+                "{login} {} {uri}: {}",
+                rule.method,
+                response.status
+            );
             let allowed = match rule.rule {
                 Rule::Public | Rule::SignedIn => true,
                 Rule::Roles(roles) => roles.contains(role),
@@ -162,21 +236,33 @@ async fn authorization_matrix_every_route_every_role_in_and_out_of_scope() {
                     !refused(&response),
                     allowed,
                     "{login} ({role:?}) {} {uri} answered {} {}",
-                    rule.method, response.status, response.location()
+                    rule.method,
+                    response.status,
+                    response.location()
                 );
             }
             if rule.path == ENDS_SESSION[0] {
                 client = test.client_with(&client);
                 let again = client.login(login).await;
-                assert_eq!(again.status, StatusCode::SEE_OTHER, "{login} signs in again");
+                assert_eq!(
+                    again.status,
+                    StatusCode::SEE_OTHER,
+                    "{login} signs in again"
+                );
             }
         }
     }
     // The other region's curator sees its own child and not Tatarstan's.
     let mut altai = test.client();
     altai.login("curator22").await;
-    assert_eq!(altai.get(&format!("/lyudi/{altai_child}")).await.status, StatusCode::OK);
-    assert_eq!(altai.get(&format!("/lyudi/{tatarstan_child}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        altai.get(&format!("/lyudi/{altai_child}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        altai.get(&format!("/lyudi/{tatarstan_child}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     let refusals: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM access.access_log WHERE action = 'refused' AND login = 'curator22'",
     )
@@ -191,20 +277,54 @@ async fn failed_logins_are_throttled_per_account_without_revealing_it_exists() {
     let test = TestApp::with_demo().await;
     let mut client = test.client();
     client.get("/vhod").await;
-    let known = client.post("/vhod", &[("login", "ngo16"), ("password", "wrong password 1")]).await;
-    let unknown = client.post("/vhod", &[("login", "nobody", ), ("password", "wrong password 1")]).await;
+    let known = client
+        .post(
+            "/vhod",
+            &[("login", "ngo16"), ("password", "wrong password 1")],
+        )
+        .await;
+    let unknown = client
+        .post(
+            "/vhod",
+            &[("login", "nobody"), ("password", "wrong password 1")],
+        )
+        .await;
     assert_eq!(known.status, StatusCode::UNAUTHORIZED);
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
-    let message = |r: &Response| r.body.split("role=\"alert\"").nth(1).unwrap_or("").split("</p>").next().unwrap_or("").to_owned();
-    assert_eq!(message(&known), message(&unknown), "same message for a known and an unknown login");
+    let message = |r: &Response| {
+        r.body
+            .split("role=\"alert\"")
+            .nth(1)
+            .unwrap_or("")
+            .split("</p>")
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(
+        message(&known),
+        message(&unknown),
+        "same message for a known and an unknown login"
+    );
     for _ in 0..4 {
-        client.post("/vhod", &[("login", "ngo16"), ("password", "still wrong")]).await;
+        client
+            .post("/vhod", &[("login", "ngo16"), ("password", "still wrong")])
+            .await;
     }
     // Five failures: now even the right password is refused for a while.
     let blocked = client.login("ngo16").await;
-    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "{}", blocked.body);
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        blocked.body
+    );
     assert!(blocked.body.contains("15 минут"));
-    assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER, "not signed in");
+    assert_eq!(
+        client.get("/profil").await.status,
+        StatusCode::SEE_OTHER,
+        "not signed in"
+    );
     // Another account from elsewhere is not affected.
     let mut other = test.client();
     assert_eq!(other.login("analyst").await.location(), "/");
@@ -223,7 +343,9 @@ async fn login_renews_the_session_id_and_logout_ends_it() {
     let test = TestApp::with_demo().await;
     let mut client = test.client();
     client.get("/vhod").await;
-    let before = client.session_id().expect("the login form has a session for its token");
+    let before = client
+        .session_id()
+        .expect("the login form has a session for its token");
     assert_eq!(client.login("analyst").await.status, StatusCode::SEE_OTHER);
     let after = client.session_id().unwrap();
     assert_ne!(before, after, "session id renewed at login");
@@ -236,14 +358,30 @@ async fn login_renews_the_session_id_and_logout_ends_it() {
     let mut second = test.client();
     second.login("analyst").await;
     assert_eq!(second.get("/profil").await.status, StatusCode::OK);
-    assert_eq!(client.post("/profil/vyhod-vezde", &[]).await.location(), "/vhod");
-    assert_eq!(second.get("/profil").await.status, StatusCode::SEE_OTHER, "other session ended");
+    assert_eq!(
+        client.post("/profil/vyhod-vezde", &[]).await.location(),
+        "/vhod"
+    );
+    assert_eq!(
+        second.get("/profil").await.status,
+        StatusCode::SEE_OTHER,
+        "other session ended"
+    );
     assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER);
     // The session cookie is HttpOnly and SameSite.
     let mut fresh = test.client();
     let page = fresh.get("/vhod").await;
-    let cookie = page.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let cookie = page
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test]
@@ -255,18 +393,41 @@ async fn a_state_changing_request_without_the_csrf_token_is_refused() {
     let none = client.post_raw("/profil/vyhod-vezde", &[]).await;
     assert_eq!(none.status, StatusCode::FORBIDDEN);
     assert!(none.body.contains("Форма устарела"), "{}", none.body);
-    let wrong = client.post_raw("/profil/vyhod-vezde", &[("csrf", "forged")]).await;
+    let wrong = client
+        .post_raw("/profil/vyhod-vezde", &[("csrf", "forged")])
+        .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     let token = client.csrf.clone().unwrap();
     let body = format!("csrf={token}");
     let cross = client
-        .request(Method::POST, "/profil/vyhod-vezde", Some(body), &[("sec-fetch-site", "cross-site")])
+        .request(
+            Method::POST,
+            "/profil/vyhod-vezde",
+            Some(body),
+            &[("sec-fetch-site", "cross-site")],
+        )
         .await;
-    assert_eq!(cross.status, StatusCode::FORBIDDEN, "cross-site even with the token");
-    assert_eq!(client.get("/profil").await.status, StatusCode::OK, "nothing happened");
+    assert_eq!(
+        cross.status,
+        StatusCode::FORBIDDEN,
+        "cross-site even with the token"
+    );
+    assert_eq!(
+        client.get("/profil").await.status,
+        StatusCode::OK,
+        "nothing happened"
+    );
     // Without a session at all (a login form posted from elsewhere).
     let mut stranger = test.client();
-    let login = stranger.post_raw("/vhod", &[("login", "analyst"), ("password", opora_web::demo::DEMO_PASSWORD)]).await;
+    let login = stranger
+        .post_raw(
+            "/vhod",
+            &[
+                ("login", "analyst"),
+                ("password", opora_web::demo::DEMO_PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(login.status, StatusCode::FORBIDDEN);
 }
 
@@ -276,17 +437,39 @@ async fn the_second_factor_is_required_for_roles_that_see_childrens_data() {
     for login in ["admin", "curator16", "secretary16"] {
         let mut client = test.client();
         client.get("/vhod").await;
-        let step = client.post("/vhod", &[("login", login), ("password", opora_web::demo::DEMO_PASSWORD)]).await;
-        assert_eq!(step.location(), "/vhod/kod/podklyuchenie", "{login} must enrol first");
-        assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER, "{login} is not in yet");
+        let step = client
+            .post(
+                "/vhod",
+                &[
+                    ("login", login),
+                    ("password", opora_web::demo::DEMO_PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(
+            step.location(),
+            "/vhod/kod/podklyuchenie",
+            "{login} must enrol first"
+        );
+        assert_eq!(
+            client.get("/profil").await.status,
+            StatusCode::SEE_OTHER,
+            "{login} is not in yet"
+        );
         let page = client.get("/vhod/kod/podklyuchenie").await;
         assert!(page.body.contains("<svg"), "QR code as SVG");
-        let wrong = client.post("/vhod/kod/podklyuchenie", &[("code", "000000")]).await;
+        let wrong = client
+            .post("/vhod/kod/podklyuchenie", &[("code", "000000")])
+            .await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     }
     for login in ["analyst", "ngo16", "edu-kazan", "signals"] {
         let mut client = test.client();
-        assert_eq!(client.login(login).await.location(), "/", "{login} needs no second factor");
+        assert_eq!(
+            client.login(login).await.location(),
+            "/",
+            "{login} needs no second factor"
+        );
     }
     // Enrolled: the next login asks for a code, and a used code does not work twice.
     let mut client = test.client();
@@ -295,17 +478,36 @@ async fn the_second_factor_is_required_for_roles_that_see_childrens_data() {
     let secret = client.secrets["curator16"].clone();
     let mut again = test.client();
     again.get("/vhod").await;
-    let step = again.post("/vhod", &[("login", "curator16"), ("password", opora_web::demo::DEMO_PASSWORD)]).await;
+    let step = again
+        .post(
+            "/vhod",
+            &[
+                ("login", "curator16"),
+                ("password", opora_web::demo::DEMO_PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(step.location(), "/vhod/kod");
     again.get("/vhod/kod").await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
     let used = opora_web::auth::totp::code_at(&secret, "curator16", now).unwrap();
     let replay = again.post("/vhod/kod", &[("code", &used)]).await;
-    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "a used code is refused");
+    assert_eq!(
+        replay.status,
+        StatusCode::UNAUTHORIZED,
+        "a used code is refused"
+    );
     let next = opora_web::auth::totp::code_at(&secret, "curator16", now + 30).unwrap();
-    assert_eq!(again.post("/vhod/kod", &[("code", &next)]).await.location(), "/");
-    let enrolled: bool = sqlx::query_scalar("SELECT second_factor FROM accounts.user_account WHERE login = 'curator16'")
-        .fetch_one(&test.db.pool).await.unwrap();
+    assert_eq!(
+        again.post("/vhod/kod", &[("code", &next)]).await.location(),
+        "/"
+    );
+    let enrolled: bool = sqlx::query_scalar(
+        "SELECT second_factor FROM accounts.user_account WHERE login = 'curator16'",
+    )
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
     assert!(enrolled);
 }
 
@@ -329,7 +531,11 @@ async fn reads_and_exports_of_personal_data_are_in_the_access_log() {
     assert_eq!(
         rows,
         vec![
-            ("view".into(), Some(child.to_string()), Some("curator16".into())),
+            (
+                "view".into(),
+                Some(child.to_string()),
+                Some("curator16".into())
+            ),
             ("export".into(), None, Some("curator16".into())),
         ]
     );
@@ -340,8 +546,11 @@ async fn reads_and_exports_of_personal_data_are_in_the_access_log() {
     assert!(page.body.contains("curator16"));
     let log = admin.get(&format!("/admin/zhurnal?record={child}")).await;
     assert!(log.body.contains("curator16") && log.body.contains("просмотр"));
-    let dump: String = sqlx::query_scalar("SELECT string_agg(a::text, ' ') FROM access.access_log a")
-        .fetch_one(&test.db.pool).await.unwrap();
+    let dump: String =
+        sqlx::query_scalar("SELECT string_agg(a::text, ' ') FROM access.access_log a")
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
     assert!(!dump.contains("Алиса") && !dump.contains("Демонстрационная"));
 }
 
@@ -351,13 +560,31 @@ async fn erasing_a_person_leaves_no_personal_data_in_a_dump_and_keeps_the_counts
     let child = person_id(&test, "Алиса").await;
     let mut admin = test.client();
     admin.login("admin").await;
-    let summary = |body: &str| body.split("id=\"summary\"").nth(1).unwrap().split("</table>").next().unwrap().to_owned();
+    let summary = |body: &str| {
+        body.split("id=\"summary\"")
+            .nth(1)
+            .unwrap()
+            .split("</table>")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
     let before = admin.get("/lyudi").await;
     assert!(before.body.contains("Алиса"));
     let counts_before = summary(&before.body);
-    let empty = admin.post(&format!("/lyudi/{child}/udalenie"), &[("reason", " ")]).await;
-    assert!(empty.location().contains("reason=missing"), "a reason is required");
-    let erased = admin.post(&format!("/lyudi/{child}/udalenie"), &[("reason", "Заявление законного представителя")]).await;
+    let empty = admin
+        .post(&format!("/lyudi/{child}/udalenie"), &[("reason", " ")])
+        .await;
+    assert!(
+        empty.location().contains("reason=missing"),
+        "a reason is required"
+    );
+    let erased = admin
+        .post(
+            &format!("/lyudi/{child}/udalenie"),
+            &[("reason", "Заявление законного представителя")],
+        )
+        .await;
     assert_eq!(erased.status, StatusCode::SEE_OTHER);
     test.project().await;
     let page = admin.get(&format!("/lyudi/{child}")).await;
@@ -373,9 +600,16 @@ async fn erasing_a_person_leaves_no_personal_data_in_a_dump_and_keeps_the_counts
         .arg(&url)
         .output()
         .unwrap();
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let dump = String::from_utf8_lossy(&dump.stdout);
-    assert!(dump.contains("PersonalDataErased"), "the dump is the real one");
+    assert!(
+        dump.contains("PersonalDataErased"),
+        "the dump is the real one"
+    );
     for needle in ["Алиса", "2014-03-05", "05.03.2014", "\"birth_date\""] {
         assert!(!dump.contains(needle), "{needle} found in the dump");
     }
@@ -388,9 +622,13 @@ async fn erasing_a_person_leaves_no_personal_data_in_a_dump_and_keeps_the_counts
     .await
     .unwrap();
     let sealed: opora_domain::person::Sealed = serde_json::from_value(sealed).unwrap();
-    let opened: Option<opora_domain::person::PersonalData> = test.vault.open(&sealed).await.unwrap();
+    let opened: Option<opora_domain::person::PersonalData> =
+        test.vault.open(&sealed).await.unwrap();
     assert!(opened.is_none());
-    assert!(matches!(test.vault.seal(child, &"x").await, Err(opora_store::VaultError::Erased)));
+    assert!(matches!(
+        test.vault.seal(child, &"x").await,
+        Err(opora_store::VaultError::Erased)
+    ));
     // The log still verifies: nothing was rewritten.
     let report = opora_store::verify::verify(&test.db.pool).await.unwrap();
     assert!(report.first_problem.is_none());
@@ -410,12 +648,26 @@ async fn idle_sessions_expire_and_failures_from_one_address_are_throttled_too() 
     assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER);
     // Many logins tried from one address: that address is stopped, whatever the login.
     for i in 0..opora_web::auth::MAX_FAILURES_PER_ADDRESS {
-        opora_web::auth::record_attempt(&test.db.pool, &format!("guess{i}"), "203.0.113.7", None, "bad_password")
-            .await
-            .unwrap();
+        opora_web::auth::record_attempt(
+            &test.db.pool,
+            &format!("guess{i}"),
+            "203.0.113.7",
+            None,
+            "bad_password",
+        )
+        .await
+        .unwrap();
     }
-    assert!(opora_web::auth::throttled(&test.db.pool, "analyst", "203.0.113.7").await.unwrap());
-    assert!(!opora_web::auth::throttled(&test.db.pool, "analyst", "198.51.100.1").await.unwrap());
+    assert!(
+        opora_web::auth::throttled(&test.db.pool, "analyst", "203.0.113.7")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !opora_web::auth::throttled(&test.db.pool, "analyst", "198.51.100.1")
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -426,13 +678,28 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in_but_keeps_its_history(
     assert_eq!(user.get("/profil").await.status, StatusCode::OK);
     let mut admin = test.client();
     admin.login("admin").await;
-    let id = opora_domain::access::Login::parse("edu-kazan").unwrap().user_id();
+    let id = opora_domain::access::Login::parse("edu-kazan")
+        .unwrap()
+        .user_id();
     let page = admin.get(&format!("/admin/polzovateli/{id}")).await;
     assert!(page.body.contains("Управление образования Казани"));
-    let done = admin.post(&format!("/admin/polzovateli/{id}/otklyuchit"), &[("reason", "перевод на другую работу")]).await;
-    assert!(done.location().contains("notice-disabled"), "{}", done.location());
+    let done = admin
+        .post(
+            &format!("/admin/polzovateli/{id}/otklyuchit"),
+            &[("reason", "перевод на другую работу")],
+        )
+        .await;
+    assert!(
+        done.location().contains("notice-disabled"),
+        "{}",
+        done.location()
+    );
     test.project().await;
-    assert_eq!(user.get("/profil").await.status, StatusCode::SEE_OTHER, "signed out");
+    assert_eq!(
+        user.get("/profil").await.status,
+        StatusCode::SEE_OTHER,
+        "signed out"
+    );
     let again = test.client().login("edu-kazan").await;
     assert_eq!(again.status, StatusCode::UNAUTHORIZED, "cannot sign in");
     let events: Vec<String> = sqlx::query_scalar(
@@ -445,15 +712,34 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in_but_keeps_its_history(
     assert_eq!(events, ["UserCreated", "UserDisabled"]);
     // Re-scoped: the administrator adds a second role, over a region.
     let added = admin
-        .post(&format!("/admin/polzovateli/{id}/roli"), &[("role", "ministry_analyst"), ("region", "16")])
+        .post(
+            &format!("/admin/polzovateli/{id}/roli"),
+            &[("role", "ministry_analyst"), ("region", "16")],
+        )
         .await;
-    assert!(added.location().contains("notice-grants-changed"), "{}", added.location());
+    assert!(
+        added.location().contains("notice-grants-changed"),
+        "{}",
+        added.location()
+    );
     let refused = admin
-        .post(&format!("/admin/polzovateli/{id}/roli"), &[("role", "regional_curator")])
+        .post(
+            &format!("/admin/polzovateli/{id}/roli"),
+            &[("role", "regional_curator")],
+        )
         .await;
-    assert!(refused.location().contains("grant-needs-region"), "{}", refused.location());
+    assert!(
+        refused.location().contains("grant-needs-region"),
+        "{}",
+        refused.location()
+    );
     test.project().await;
     let page = admin.get(&format!("/admin/polzovateli/{id}")).await;
     assert!(page.body.contains("отключён"));
-    assert!(page.body.contains("аналитик министерства — Республика Татарстан"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("аналитик министерства — Республика Татарстан"),
+        "{}",
+        page.body
+    );
 }

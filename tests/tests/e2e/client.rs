@@ -120,7 +120,11 @@ impl Client {
         let response = self
             .app
             .clone()
-            .oneshot(request.body(body.map_or_else(Body::empty, Body::from)).unwrap())
+            .oneshot(
+                request
+                    .body(body.map_or_else(Body::empty, Body::from))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let status = response.status();
@@ -198,10 +202,13 @@ impl Client {
             "/vhod/kod/podklyuchenie" => {
                 let page = self.get("/vhod/kod/podklyuchenie").await;
                 let secret = between(&page.body, "<code id=\"secret\">", "</code>").unwrap();
-                let secret = totp_rs::Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+                let secret = totp_rs::Secret::Encoded(secret.to_owned())
+                    .to_bytes()
+                    .unwrap();
                 let code = opora_web::auth::totp::code_at(&secret, login, now).unwrap();
                 self.secrets.insert(login.to_owned(), secret);
-                self.post("/vhod/kod/podklyuchenie", &[("code", &code)]).await
+                self.post("/vhod/kod/podklyuchenie", &[("code", &code)])
+                    .await
             }
             "/vhod/kod" => {
                 self.get("/vhod/kod").await;

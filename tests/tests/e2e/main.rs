@@ -1,9 +1,9 @@
 //! End-to-end tests against real PostgreSQL (DATABASE_URL; scripts/test provides one).
 #![allow(clippy::unwrap_used)]
 
+mod access;
+mod client;
 mod fixtures;
 mod log;
 mod projections;
-mod access;
-mod client;
 mod web;

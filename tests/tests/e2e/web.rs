@@ -150,11 +150,22 @@ async fn pages_speak_english_when_asked_and_hsts_comes_with_https() {
     let switched = client.get("/yazyk/en?next=/spravochnik").await;
     assert_eq!(switched.location(), "/spravochnik");
     let page = client.get("/spravochnik").await;
-    assert!(page.body.contains("<html lang=\"en\">"), "{}", &page.body[..200]);
+    assert!(
+        page.body.contains("<html lang=\"en\">"),
+        "{}",
+        &page.body[..200]
+    );
     assert!(page.body.contains("89 subjects"));
-    assert!(client.get("/no-such-page").await.body.contains("Page not found"));
+    assert!(client
+        .get("/no-such-page")
+        .await
+        .body
+        .contains("Page not found"));
     // An open redirect through `next` is not possible.
-    assert_eq!(client.get("/yazyk/ru?next=//evil.example").await.location(), "/");
+    assert_eq!(
+        client.get("/yazyk/ru?next=//evil.example").await.location(),
+        "/"
+    );
     assert!(page.headers.get("strict-transport-security").is_none());
     let db = TestDb::new().await;
     let vault = opora_store::Vault::open_with(
@@ -163,12 +174,24 @@ async fn pages_speak_english_when_asked_and_hsts_comes_with_https() {
     )
     .await
     .unwrap();
-    let https = Application::build(db.log.clone(), vault, AppConfig { https: true, ..AppConfig::default() });
+    let https = Application::build(
+        db.log.clone(),
+        vault,
+        AppConfig {
+            https: true,
+            ..AppConfig::default()
+        },
+    );
     let response = tower::ServiceExt::oneshot(
         https,
-        axum::http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap(),
+        axum::http::Request::get("/healthz")
+            .body(axum::body::Body::empty())
+            .unwrap(),
     )
     .await
     .unwrap();
-    assert!(response.headers()["strict-transport-security"].to_str().unwrap().contains("max-age"));
+    assert!(response.headers()["strict-transport-security"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
 }

@@ -98,7 +98,11 @@ pub async fn verify(request: Request, next: Next) -> Response {
         _ => false,
     };
     if cross_site || !valid {
-        tracing::info!(path = parts.uri.path(), cross_site, "request refused: CSRF token");
+        tracing::info!(
+            path = parts.uri.path(),
+            cross_site,
+            "request refused: CSRF token"
+        );
         return AppError::StaleForm.into_response();
     }
     next.run(Request::from_parts(parts, body)).await

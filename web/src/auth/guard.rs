@@ -129,7 +129,7 @@ impl RuleTable {
         };
         self.0
             .iter()
-            .find(|r| r.path == path && &r.method == method)
+            .find(|r| r.path == path && r.method == *method)
             .map(|r| r.rule)
     }
 }
@@ -270,7 +270,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         (Rule::Public, _) => next.run(request).await,
         (_, None) => {
             // A form sent after the session ended comes back to the home page after login.
-            let next = if method == Method::GET { uri.as_str() } else { "/" };
+            let next = if method == Method::GET {
+                uri.as_str()
+            } else {
+                "/"
+            };
             let target = format!("/vhod?next={}", urlencoding(next));
             Redirect::to(&target).into_response()
         }

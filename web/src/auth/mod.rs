@@ -143,7 +143,8 @@ pub async fn verify_password(password: String, hash: String) -> Result<bool, Aut
 
 async fn verify_against_nothing(password: String) -> Result<(), AuthError> {
     tokio::task::spawn_blocking(move || {
-        let hash = DUMMY_HASH.get_or_init(|| password_auth::generate_hash(Uuid::new_v4().to_string()));
+        let hash =
+            DUMMY_HASH.get_or_init(|| password_auth::generate_hash(Uuid::new_v4().to_string()));
         let _ = password_auth::verify_password(password, hash);
     })
     .await
@@ -185,9 +186,7 @@ impl AuthnBackend for Backend {
                 verify_against_nothing(creds.password).await?;
                 Ok(None)
             }
-            Some((user, hash)) => Ok(verify_password(creds.password, hash)
-                .await?
-                .then_some(user)),
+            Some((user, hash)) => Ok(verify_password(creds.password, hash).await?.then_some(user)),
         }
     }
 

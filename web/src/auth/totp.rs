@@ -114,7 +114,11 @@ pub async fn clear_secret(pool: &PgPool, user: Uuid) -> Result<(), sqlx::Error> 
 }
 
 /// The user's seed, if enrolled.
-pub async fn stored_secret(pool: &PgPool, vault: &Vault, user: Uuid) -> anyhow::Result<Option<Vec<u8>>> {
+pub async fn stored_secret(
+    pool: &PgPool,
+    vault: &Vault,
+    user: Uuid,
+) -> anyhow::Result<Option<Vec<u8>>> {
     let sealed: Option<Option<Vec<u8>>> =
         sqlx::query_scalar("SELECT totp_secret FROM access.credential WHERE user_id = $1")
             .bind(user)

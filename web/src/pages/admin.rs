@@ -16,7 +16,7 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::guard::{Rule, Routes, Viewer};
+use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::auth::{self, totp};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
@@ -63,7 +63,10 @@ pub async fn describe(pool: &PgPool, tr: Tr, grant: &Grant) -> Result<String, sq
                 .await?
                 .unwrap_or_else(|| municipality.to_string())
         }
-        Scope::Institution { institution: id, .. } | Scope::Ngo { ngo: id, .. } => {
+        Scope::Institution {
+            institution: id, ..
+        }
+        | Scope::Ngo { ngo: id, .. } => {
             sqlx::query_scalar::<_, String>("SELECT name FROM reference.organisation WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
@@ -179,7 +182,10 @@ async fn parse_grant(pool: &PgPool, form: &GrantForm) -> Result<Grant, String> {
                     .await
                     .map_err(|_| "grant-bad-municipality".to_owned())?;
             let region = region.ok_or("grant-bad-municipality")?;
-            Some((id, RegionCode::parse(&region).map_err(|_| "grant-bad-municipality")?))
+            Some((
+                id,
+                RegionCode::parse(&region).map_err(|_| "grant-bad-municipality")?,
+            ))
         }
     };
     let organisation = match form.organisation.trim() {
@@ -238,7 +244,11 @@ async fn parse_grant(pool: &PgPool, form: &GrantForm) -> Result<Grant, String> {
         },
         Role::SignalOperator => {
             let mut regions = Vec::new();
-            for raw in form.regions.split([',', ' ', ';']).filter(|s| !s.is_empty()) {
+            for raw in form
+                .regions
+                .split([',', ' ', ';'])
+                .filter(|s| !s.is_empty())
+            {
                 regions.push(RegionCode::parse(raw).map_err(|_| "grant-bad-region".to_owned())?);
             }
             if regions.is_empty() {
@@ -313,7 +323,10 @@ async fn grant_choices(pool: &PgPool, tr: Tr) -> AppResult<GrantChoices> {
         let region: String = row.try_get("region")?;
         Ok(Choice {
             value: id.to_string(),
-            label: format!("{name} — {} ({region})", tr.t(&format!("organisation-{kind}"))),
+            label: format!(
+                "{name} — {} ({region})",
+                tr.t(&format!("organisation-{kind}"))
+            ),
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -374,29 +387,40 @@ fn user_error_key(error: &UserError) -> &'static str {
     }
 }
 
+/// A user to create, with a first password.
+pub struct NewUser<'a> {
+    pub login: Login,
+    pub display_name: Text,
+    pub contact: Option<Text>,
+    pub grants: Vec<Grant>,
+    pub password: &'a str,
+}
+
 /// Creates a user with a first password: shared by the admin page, `opora admin create`
-/// and the demo data. Returns the user's id.
+/// and the demo data.
 pub async fn create_user(
     state_users: &opora_store::CommandBus<opora_domain::access::User>,
     pool: &PgPool,
-    login: Login,
-    display_name: Text,
-    contact: Option<Text>,
-    grants: Vec<Grant>,
-    password: &str,
+    user: NewUser<'_>,
     meta: &CommandMeta,
 ) -> Result<Executed, CreateUserError> {
+    let NewUser {
+        login,
+        display_name,
+        contact,
+        grants,
+        password,
+    } = user;
     if let Some(problem) = auth::password_problem(password, login.as_str()) {
         return Err(CreateUserError::Password(problem));
     }
     let id = login.user_id();
-    let exists: bool = sqlx::query_scalar(
-        "SELECT exists(SELECT 1 FROM access.credential WHERE user_id = $1)",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await
-    .map_err(|e| CreateUserError::Unexpected(e.into()))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT exists(SELECT 1 FROM access.credential WHERE user_id = $1)")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| CreateUserError::Unexpected(e.into()))?;
     let executed = state_users
         .execute(
             &id.to_string(),
@@ -467,11 +491,13 @@ async fn create_user_handler(
         match create_user(
             &state.users,
             pool,
-            login,
-            display_name,
-            contact,
-            vec![grant],
-            &form.password,
+            NewUser {
+                login,
+                display_name,
+                contact,
+                grants: vec![grant],
+                password: &form.password,
+            },
             &CommandMeta::new(viewer.actor()),
         )
         .await
@@ -586,9 +612,18 @@ async fn add_grant(
     match parse_grant(state.log.pool(), &form).await {
         Ok(grant) => {
             grants.push(grant);
-            user_command(&state, &viewer, id, UserCommand::ChangeGrants { grants }, "notice-grants-changed").await
+            user_command(
+                &state,
+                &viewer,
+                id,
+                UserCommand::ChangeGrants { grants },
+                "notice-grants-changed",
+            )
+            .await
         }
-        Err(key) => Ok(Redirect::to(&format!("/admin/polzovateli/{id}?error={key}")).into_response()),
+        Err(key) => {
+            Ok(Redirect::to(&format!("/admin/polzovateli/{id}?error={key}")).into_response())
+        }
     }
 }
 
@@ -608,7 +643,14 @@ async fn remove_grant(
     if form.index < grants.len() {
         grants.remove(form.index);
     }
-    user_command(&state, &viewer, id, UserCommand::ChangeGrants { grants }, "notice-grants-changed").await
+    user_command(
+        &state,
+        &viewer,
+        id,
+        UserCommand::ChangeGrants { grants },
+        "notice-grants-changed",
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -629,8 +671,14 @@ async fn disable(
             Redirect::to(&format!("/admin/polzovateli/{id}?error=reason-required")).into_response(),
         );
     };
-    let response =
-        user_command(&state, &viewer, id, UserCommand::DisableUser { reason }, "notice-disabled").await?;
+    let response = user_command(
+        &state,
+        &viewer,
+        id,
+        UserCommand::DisableUser { reason },
+        "notice-disabled",
+    )
+    .await?;
     auth::sign_out_everywhere(state.log.pool(), id)
         .await
         .map_err(|e| AppError::Unexpected(e.into()))?;
@@ -643,7 +691,14 @@ async fn enable(
     Path(id): Path<String>,
 ) -> AppResult<Response> {
     let id = user_id(&id)?;
-    user_command(&state, &viewer, id, UserCommand::EnableUser, "notice-enabled").await
+    user_command(
+        &state,
+        &viewer,
+        id,
+        UserCommand::EnableUser,
+        "notice-enabled",
+    )
+    .await
 }
 
 async fn reset_code(
@@ -653,7 +708,14 @@ async fn reset_code(
 ) -> AppResult<Response> {
     let id = user_id(&id)?;
     totp::clear_secret(state.log.pool(), id).await?;
-    user_command(&state, &viewer, id, UserCommand::ResetSecondFactor, "notice-code-reset").await
+    user_command(
+        &state,
+        &viewer,
+        id,
+        UserCommand::ResetSecondFactor,
+        "notice-code-reset",
+    )
+    .await
 }
 
 async fn sign_out(
@@ -665,7 +727,14 @@ async fn sign_out(
     auth::sign_out_everywhere(state.log.pool(), id)
         .await
         .map_err(|e| AppError::Unexpected(e.into()))?;
-    user_command(&state, &viewer, id, UserCommand::SignOutEverywhere, "notice-signed-out").await
+    user_command(
+        &state,
+        &viewer,
+        id,
+        UserCommand::SignOutEverywhere,
+        "notice-signed-out",
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -687,12 +756,21 @@ async fn set_password(
         .await?
         .ok_or(AppError::NotFound)?;
     if let Some(problem) = auth::password_problem(&form.password, &login) {
-        return Ok(Redirect::to(&format!("/admin/polzovateli/{id}?error={problem}")).into_response());
+        return Ok(
+            Redirect::to(&format!("/admin/polzovateli/{id}?error={problem}")).into_response(),
+        );
     }
     auth::set_password(state.log.pool(), id, &form.password)
         .await
         .map_err(|e| AppError::Unexpected(e.into()))?;
-    user_command(&state, &viewer, id, UserCommand::RecordPasswordSet, "notice-password-set").await
+    user_command(
+        &state,
+        &viewer,
+        id,
+        UserCommand::RecordPasswordSet,
+        "notice-password-set",
+    )
+    .await
 }
 
 #[derive(Deserialize, Default)]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::auth::guard::{safe_next, Rule, Routes, Viewer};
+use crate::auth::guard::{safe_next, Routes, Rule, Viewer};
 use crate::auth::{self, csrf, totp, AuthSession, Credentials, SESSION_LOGIN_AT, SESSION_PENDING};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
@@ -131,8 +131,14 @@ async fn login(
         .await
         .map_err(|e| AppError::Unexpected(e.into()))?;
     if user.requires_second_factor() {
-        auth::record_attempt(pool, &form.login, &viewer.address, Some(user.id), "password_ok")
-            .await?;
+        auth::record_attempt(
+            pool,
+            &form.login,
+            &viewer.address,
+            Some(user.id),
+            "password_ok",
+        )
+        .await?;
         let pending = Pending {
             user_id: user.id,
             login: user.login.clone(),
@@ -172,10 +178,21 @@ async fn complete_login(
         .await
         .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
     let _ = auth.session.remove::<Pending>(SESSION_PENDING).await;
-    insert(auth, SESSION_LOGIN_AT, &OffsetDateTime::now_utc().unix_timestamp()).await?;
+    insert(
+        auth,
+        SESSION_LOGIN_AT,
+        &OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .await?;
     csrf::renew(&auth.session).await?;
-    auth::record_attempt(state.log.pool(), &user.login, &viewer.address, Some(user.id), "ok")
-        .await?;
+    auth::record_attempt(
+        state.log.pool(),
+        &user.login,
+        &viewer.address,
+        Some(user.id),
+        "ok",
+    )
+    .await?;
     Ok(())
 }
 
@@ -218,13 +235,25 @@ async fn code(
     let pool = state.log.pool();
     c.csrf = csrf::token(&auth.session).await?;
     if auth::throttled(pool, &pending.login, &viewer.address).await? {
-        auth::record_attempt(pool, &pending.login, &viewer.address, Some(pending.user_id), "throttled")
-            .await?;
+        auth::record_attempt(
+            pool,
+            &pending.login,
+            &viewer.address,
+            Some(pending.user_id),
+            "throttled",
+        )
+        .await?;
         let error = Some(c.tr.t("login-throttled"));
         return Ok((StatusCode::TOO_MANY_REQUESTS, CodePage { c, error }).into_response());
     }
-    let valid = totp::verify_and_consume(pool, &state.vault, pending.user_id, &pending.login, &form.code)
-        .await?;
+    let valid = totp::verify_and_consume(
+        pool,
+        &state.vault,
+        pending.user_id,
+        &pending.login,
+        &form.code,
+    )
+    .await?;
     let user = match valid {
         true => auth
             .backend
@@ -234,8 +263,14 @@ async fn code(
         false => None,
     };
     let Some(user) = user else {
-        auth::record_attempt(pool, &pending.login, &viewer.address, Some(pending.user_id), "bad_code")
-            .await?;
+        auth::record_attempt(
+            pool,
+            &pending.login,
+            &viewer.address,
+            Some(pending.user_id),
+            "bad_code",
+        )
+        .await?;
         let error = Some(c.tr.t("code-failed"));
         return Ok((StatusCode::UNAUTHORIZED, CodePage { c, error }).into_response());
     };
@@ -257,8 +292,8 @@ async fn enrolling_secret(auth: &AuthSession, mut pending: Pending) -> AppResult
     if let Some(secret) = pending.enrolling.clone() {
         return Ok(secret);
     }
-    let secret = totp::new_secret()
-        .ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("no randomness")))?;
+    let secret =
+        totp::new_secret().ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("no randomness")))?;
     pending.enrolling = Some(secret.clone());
     insert(auth, SESSION_PENDING, &pending).await?;
     Ok(secret)
@@ -323,8 +358,14 @@ async fn enrol(
     };
     let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let Some(step) = totp::matching_step(&secret, &pending.login, &form.code, now) else {
-        auth::record_attempt(pool, &pending.login, &viewer.address, Some(pending.user_id), "bad_code")
-            .await?;
+        auth::record_attempt(
+            pool,
+            &pending.login,
+            &viewer.address,
+            Some(pending.user_id),
+            "bad_code",
+        )
+        .await?;
         let error = Some(c.tr.t("code-failed"));
         let page = enrol_page(c, &auth, pending, error).await?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());

@@ -11,7 +11,7 @@ use askama_web::WebTemplate;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::auth::guard::{Rule, Routes};
+use crate::auth::guard::{Routes, Rule};
 use crate::chrome::Chrome;
 
 pub fn routes() -> Routes {

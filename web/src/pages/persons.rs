@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{self, Action};
-use crate::auth::guard::{PersonalScope, Rule, Routes, Viewer};
+use crate::auth::guard::{PersonalScope, Routes, Rule, Viewer};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{local_time, today_in};
@@ -69,7 +69,8 @@ pub struct RegionCount {
     pub adults: i64,
 }
 
-const SELECT: &str = "SELECT p.id, p.kind, p.region_code, coalesce(r.name, p.region_code) AS region_name, \
+const SELECT: &str =
+    "SELECT p.id, p.kind, p.region_code, coalesce(r.name, p.region_code) AS region_name, \
         coalesce(m.name, '') AS municipality, p.sex, p.age_band, p.sealed, p.erased, \
         p.registered_at, coalesce(r.time_zone, 'Europe/Moscow') AS time_zone \
    FROM persons.person p \
@@ -106,7 +107,11 @@ async fn fetch(
         sealed.push(seal.map(|Json(s)| s));
     }
     let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
-    let mut opened = state.vault.open_many::<PersonalData>(&readable).await?.into_iter();
+    let mut opened = state
+        .vault
+        .open_many::<PersonalData>(&readable)
+        .await?
+        .into_iter();
     for (row, seal) in rows.iter().zip(&sealed) {
         let personal = match seal {
             Some(_) => opened.next().flatten(),
@@ -123,8 +128,10 @@ async fn fetch(
             region_name: row.try_get("region_name")?,
             municipality: row.try_get("municipality")?,
             sex: Sex::parse(&sex).map_or(sex, |s| s.code().to_owned()),
-            age_band: serde_json::from_value::<AgeBand>(serde_json::Value::String(age_band.clone()))
-                .map_or(age_band, |a| a.label().to_owned()),
+            age_band: serde_json::from_value::<AgeBand>(serde_json::Value::String(
+                age_band.clone(),
+            ))
+            .map_or(age_band, |a| a.label().to_owned()),
             erased: erased || (personal.is_none() && seal.is_some()),
             personal,
             registered_at: row.try_get("registered_at")?,
@@ -227,7 +234,12 @@ async fn export(State(state): State<AppState>, c: Chrome, viewer: Viewer) -> App
                 p.patronymic.clone().unwrap_or_default(),
                 tr.date(&p.birth_date),
             ),
-            None => (tr.t("person-erased"), String::new(), String::new(), String::new()),
+            None => (
+                tr.t("person-erased"),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
         };
         writer
             .write_record([
@@ -516,11 +528,24 @@ async fn show(
         .into_iter()
         .next()
     else {
-        audit::record(&state, &viewer, Action::Refused, Some(RECORD), Some(&id.to_string()))
-            .await?;
+        audit::record(
+            &state,
+            &viewer,
+            Action::Refused,
+            Some(RECORD),
+            Some(&id.to_string()),
+        )
+        .await?;
         return Err(AppError::NotFound);
     };
-    audit::record(&state, &viewer, Action::View, Some(RECORD), Some(&id.to_string())).await?;
+    audit::record(
+        &state,
+        &viewer,
+        Action::View,
+        Some(RECORD),
+        Some(&id.to_string()),
+    )
+    .await?;
     let rows = sqlx::query(
         "SELECT at, coalesce(login, '—') AS login, action, address FROM access.access_log \
           WHERE record_type = $1 AND record_id = $2 ORDER BY at DESC LIMIT 50",
@@ -563,10 +588,11 @@ async fn erase(
     Form(form): Form<EraseForm>,
 ) -> AppResult<Response> {
     let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
-    let exists: bool = sqlx::query_scalar("SELECT exists(SELECT 1 FROM persons.person WHERE id = $1)")
-        .bind(id)
-        .fetch_one(state.log.pool())
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT exists(SELECT 1 FROM persons.person WHERE id = $1)")
+            .bind(id)
+            .fetch_one(state.log.pool())
+            .await?;
     if !exists {
         return Err(AppError::NotFound);
     }
@@ -574,7 +600,14 @@ async fn erase(
         return Ok(Redirect::to(&format!("/lyudi/{id}?reason=missing")).into_response());
     };
     erase_person(&state.vault, &state.persons, id, &viewer.actor(), &reason).await?;
-    audit::record(&state, &viewer, Action::Erase, Some(RECORD), Some(&id.to_string())).await?;
+    audit::record(
+        &state,
+        &viewer,
+        Action::Erase,
+        Some(RECORD),
+        Some(&id.to_string()),
+    )
+    .await?;
     Ok(Redirect::to(&format!("/lyudi/{id}")).into_response())
 }
 

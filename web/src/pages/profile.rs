@@ -10,7 +10,7 @@ use opora_domain::access::UserCommand;
 use opora_store::CommandMeta;
 use serde::Deserialize;
 
-use crate::auth::guard::{Rule, Routes, Viewer};
+use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::auth::{self, AuthSession, Credentials};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};

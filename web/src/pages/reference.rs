@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use sqlx::Row;
 
-use crate::auth::guard::{Rule, Routes};
+use crate::auth::guard::{Routes, Rule};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::Tr;
@@ -76,7 +76,6 @@ fn utc_offset(zone: &str) -> &'static str {
     }
 }
 
-
 /// Russian alphabetical order without depending on the server's collations: «ё» sorts
 /// with «е», case is ignored.
 fn sort_key(name: &str) -> String {
@@ -93,7 +92,10 @@ fn region_view(tr: Tr, row: &sqlx::postgres::PgRow) -> Result<RegionView, sqlx::
     Ok(RegionView {
         code: row.try_get("code")?,
         name: row.try_get("name")?,
-        kind: tr.t(&format!("region-kind-{}", row.try_get::<String, _>("kind")?)),
+        kind: tr.t(&format!(
+            "region-kind-{}",
+            row.try_get::<String, _>("kind")?
+        )),
         federal_district: row.try_get("federal_district")?,
         utc_offset: utc_offset(&time_zone).to_owned(),
         time_zone,
