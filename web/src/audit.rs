@@ -2,8 +2,6 @@
 //! on people and accounts — who, when, which record, from where. Never the data itself.
 //! Commands need no row here: they are in the event log with their actor.
 
-use opora_store::EventLog;
-
 use crate::auth::guard::Viewer;
 use crate::AppState;
 
@@ -49,16 +47,6 @@ pub async fn record(
     record_type: Option<&str>,
     record_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    record_in(&state.log, viewer, action, record_type, record_id).await
-}
-
-pub async fn record_in(
-    log: &EventLog,
-    viewer: &Viewer,
-    action: Action,
-    record_type: Option<&str>,
-    record_id: Option<&str>,
-) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO access.access_log \
                 (user_id, login, action, record_type, record_id, path, address) \
@@ -71,7 +59,7 @@ pub async fn record_in(
     .bind(record_id)
     .bind(viewer.path.chars().take(500).collect::<String>())
     .bind(&viewer.address)
-    .execute(log.pool())
+    .execute(state.log.pool())
     .await?;
     Ok(())
 }

@@ -19,6 +19,28 @@ fn database_url(admin: &str, name: &str) -> String {
     format!("{root}/{name}{query}")
 }
 
+/// A new, empty database on the DATABASE_URL server; its URL.
+async fn fresh_database() -> String {
+    let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
+    let name = format!("opora_cli_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    database_url(&admin, &name)
+}
+
+async fn drop_database(url: &str) {
+    let admin = std::env::var("DATABASE_URL").unwrap();
+    let name = url.split('?').next().unwrap().rsplit('/').next().unwrap();
+    let mut conn = PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
 fn opora(url: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_opora"))
         .args(args)
@@ -38,14 +60,7 @@ fn text(output: &Output) -> String {
 
 #[tokio::test]
 async fn verify_status_and_rebuild_from_the_command_line() {
-    let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
-    let name = format!("opora_cli_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = database_url(&admin, &name);
+    let url = fresh_database().await;
 
     let seeded = opora(&url, &["seed"]);
     assert!(seeded.status.success(), "{}", text(&seeded));
@@ -106,10 +121,7 @@ async fn verify_status_and_rebuild_from_the_command_line() {
         text(&unknown)
     );
 
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    drop_database(&url).await;
 }
 
 const KEY: &str = "Y2xpIHRlc3QgbWFzdGVyIGtleSwgMzIgYnl0ZXMhISE=";
@@ -137,14 +149,7 @@ fn opora_with(url: &str, args: &[&str], stdin: &str) -> Output {
 
 #[tokio::test]
 async fn the_first_administrator_and_erasure_from_the_command_line() {
-    let admin = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
-    let name = format!("opora_cli_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = database_url(&admin, &name);
+    let url = fresh_database().await;
 
     let short = opora_with(
         &url,
@@ -248,4 +253,5 @@ async fn the_first_administrator_and_erasure_from_the_command_line() {
         assert!(!dump.contains(needle), "{needle} in the dump");
     }
     pool.close().await;
+    drop_database(&url).await;
 }

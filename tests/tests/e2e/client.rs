@@ -15,6 +15,16 @@ use tower::ServiceExt;
 
 pub const TEST_MASTER_KEY: &str = "dGVzdCBtYXN0ZXIga2V5IGZvciBvcG9yYSB0ZXN0cyE=";
 
+/// The vault of a test database, with the tests' master key.
+pub async fn test_vault(db: &TestDb) -> Vault {
+    Vault::open_with(
+        db.pool.clone(),
+        MasterKey::from_base64(TEST_MASTER_KEY).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
 pub struct TestApp {
     pub db: TestDb,
     pub app: axum::Router,
@@ -26,12 +36,7 @@ impl TestApp {
     pub async fn with_demo() -> Self {
         let db = TestDb::new().await;
         opora_web::seed::load_reference(&db.log).await.unwrap();
-        let vault = Vault::open_with(
-            db.pool.clone(),
-            MasterKey::from_base64(TEST_MASTER_KEY).unwrap(),
-        )
-        .await
-        .unwrap();
+        let vault = test_vault(&db).await;
         opora_web::demo::load(&db.log, &vault).await.unwrap();
         let app = Application::build(db.log.clone(), vault.clone(), AppConfig::default());
         let test = Self { db, app, vault };

@@ -43,12 +43,7 @@ async fn readiness_fails_while_a_projection_lags() {
     let db = TestDb::new().await;
     opora_web::seed::load_reference(&db.log).await.unwrap();
     // Nothing has been projected, and the lag allowed is zero.
-    let vault = opora_store::Vault::open_with(
-        db.pool.clone(),
-        opora_store::MasterKey::from_base64(crate::client::TEST_MASTER_KEY).unwrap(),
-    )
-    .await
-    .unwrap();
+    let vault = crate::client::test_vault(&db).await;
     let app = Application::build(
         db.log.clone(),
         vault,
@@ -168,12 +163,7 @@ async fn pages_speak_english_when_asked_and_hsts_comes_with_https() {
     );
     assert!(page.headers.get("strict-transport-security").is_none());
     let db = TestDb::new().await;
-    let vault = opora_store::Vault::open_with(
-        db.pool.clone(),
-        opora_store::MasterKey::from_base64(crate::client::TEST_MASTER_KEY).unwrap(),
-    )
-    .await
-    .unwrap();
+    let vault = crate::client::test_vault(&db).await;
     let https = Application::build(
         db.log.clone(),
         vault,

@@ -279,35 +279,7 @@ async fn grant_choices(pool: &PgPool, tr: Tr) -> AppResult<GrantChoices> {
             label: tr.t(&format!("role-{}", role.code())),
         })
         .collect();
-    let rows = sqlx::query(
-        "SELECT r.code, r.name, m.id, m.name AS municipality FROM reference.region r \
-           LEFT JOIN reference.municipality m ON m.region_code = r.code ORDER BY r.name, m.name",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut regions: Vec<Choice> = Vec::new();
-    let mut municipalities: Vec<crate::pages::persons::MunicipalityGroup> = Vec::new();
-    for row in rows {
-        let code: String = row.try_get("code")?;
-        let name: String = row.try_get("name")?;
-        if regions.last().is_none_or(|r| r.value != code) {
-            regions.push(Choice {
-                value: code.clone(),
-                label: format!("{name} ({code})"),
-            });
-            municipalities.push(crate::pages::persons::MunicipalityGroup {
-                region: name,
-                options: Vec::new(),
-            });
-        }
-        let id: Option<Uuid> = row.try_get("id")?;
-        if let (Some(id), Some(group)) = (id, municipalities.last_mut()) {
-            group.options.push(Choice {
-                value: id.to_string(),
-                label: row.try_get("municipality")?,
-            });
-        }
-    }
+    let (regions, municipalities) = crate::pages::persons::region_choices(pool, None).await?;
     let organisations = sqlx::query(
         "SELECT o.id, o.kind, o.name, coalesce(r.name, o.region_code) AS region \
            FROM reference.organisation o LEFT JOIN reference.region r ON r.code = o.region_code \
@@ -656,7 +628,7 @@ async fn remove_grant(
 #[derive(Deserialize)]
 pub struct ReasonForm {
     #[serde(default)]
-    reason: String,
+    pub reason: String,
 }
 
 async fn disable(

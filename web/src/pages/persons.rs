@@ -337,13 +337,21 @@ async fn places(
     let allowed: Option<Vec<String>> = viewer
         .registration_regions()
         .map(|r| r.iter().map(|c| c.as_str().to_owned()).collect());
+    region_choices(state.log.pool(), allowed.as_deref()).await
+}
+
+/// Regions (all, or the `allowed` ones) and their municipalities, for select fields.
+pub async fn region_choices(
+    pool: &sqlx::PgPool,
+    allowed: Option<&[String]>,
+) -> AppResult<(Vec<Choice>, Vec<MunicipalityGroup>)> {
     let rows = sqlx::query(
         "SELECT r.code, r.name, m.id, m.name AS municipality FROM reference.region r \
            LEFT JOIN reference.municipality m ON m.region_code = r.code \
           WHERE $1::text[] IS NULL OR r.code = ANY($1) ORDER BY r.name, m.name",
     )
-    .bind(&allowed)
-    .fetch_all(state.log.pool())
+    .bind(allowed)
+    .fetch_all(pool)
     .await?;
     let mut regions: Vec<Choice> = Vec::new();
     let mut groups: Vec<MunicipalityGroup> = Vec::new();
@@ -352,11 +360,11 @@ async fn places(
         let name: String = row.try_get("name")?;
         if regions.last().is_none_or(|r| r.value != code) {
             regions.push(Choice {
-                value: code.clone(),
-                label: name.clone(),
+                label: format!("{name} ({code})"),
+                value: code,
             });
             groups.push(MunicipalityGroup {
-                region: name.clone(),
+                region: name,
                 options: Vec::new(),
             });
         }
@@ -575,17 +583,11 @@ async fn show(
     })
 }
 
-#[derive(Deserialize)]
-pub struct EraseForm {
-    #[serde(default)]
-    reason: String,
-}
-
 async fn erase(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<EraseForm>,
+    Form(form): Form<crate::pages::admin::ReasonForm>,
 ) -> AppResult<Response> {
     let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
     let exists: bool =
