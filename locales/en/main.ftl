@@ -41,6 +41,8 @@ error-stale-form-title = The form has expired
 error-stale-form-message = The form was opened too long ago or not from this site, so it was not accepted; nothing was changed. Reload the page and send the form again.
 error-too-large-title = Request too large
 error-too-large-message = The data sent is too large. Shorten the text or attach a smaller file.
+error-bad-request-title = Request not understood
+error-bad-request-message = The form's data could not be read, so nothing was changed. Go back to the form, reload the page and send it again.
 error-unexpected-title = Something went wrong
 error-unexpected-message = The request was not carried out and no data was changed. Try again in a minute; if the error repeats, tell your administrator when it happened.
 

@@ -76,8 +76,20 @@ struct ErrorPage {
 pub async fn render_errors(request: Request, next: Next) -> Response {
     let lang = Lang::from_headers(request.headers());
     let response = next.run(request).await;
-    let Some(ErrorPageKey(key)) = response.extensions().get::<ErrorPageKey>().copied() else {
-        return response;
+    let key = match response.extensions().get::<ErrorPageKey>().copied() {
+        Some(ErrorPageKey(key)) => key,
+        // axum's own rejections (a form that cannot be read, a wrong content type) are
+        // plain English text: give them the same page as every other error.
+        None if matches!(response.status().as_u16(), 400 | 405 | 413 | 415 | 422)
+            && response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/plain")) =>
+        {
+            "error-bad-request"
+        }
+        None => return response,
     };
     let tr = Tr::new(lang);
     let page = ErrorPage {

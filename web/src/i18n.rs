@@ -100,6 +100,11 @@ impl Tr {
         LOCALES.lookup(&self.lang.id(), key)
     }
 
+    /// The message `key`, if there is one.
+    pub fn try_t(&self, key: &str) -> Option<String> {
+        LOCALES.try_lookup(&self.lang.id(), key)
+    }
+
     /// The message `key` with named arguments (numbers select plural forms).
     pub fn with(&self, key: &str, args: &[(&'static str, FluentValue<'static>)]) -> String {
         let args: HashMap<Cow<'static, str>, FluentValue<'static>> = args

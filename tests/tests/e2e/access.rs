@@ -742,4 +742,13 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in_but_keeps_its_history(
         "{}",
         page.body
     );
+    // A form that cannot be read gets the same calm page, in Russian, and changes nothing.
+    let broken = admin
+        .post(
+            &format!("/admin/polzovateli/{id}/roli/udalit"),
+            &[("index", "many")],
+        )
+        .await;
+    assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(broken.body.contains("Запрос не понят"), "{}", broken.body);
 }

@@ -528,10 +528,7 @@ async fn show_user(
         .next()
         .ok_or(AppError::NotFound)?;
     let choices = grant_choices(state.log.pool(), c.tr).await?;
-    let known = |key: Option<String>| {
-        key.filter(|k| k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'))
-            .map(|k| c.tr.t(&k))
-    };
+    let known = |key: Option<String>| key.and_then(|k| c.tr.try_t(&k));
     Ok(UserPage {
         notice: known(query.notice),
         error: known(query.error),
