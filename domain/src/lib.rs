@@ -4,6 +4,7 @@
 //! (writing events through cqrs-es's `EventSink`) and fold in `apply`, which cannot fail.
 
 pub mod access;
+pub mod case;
 pub mod money;
 pub mod organisation;
 pub mod person;

@@ -72,6 +72,20 @@ pub enum ValueError {
     Sex(String),
     #[error("Неизвестная категория «{0}».")]
     PersonKind(String),
+    #[error("Неизвестный тип учреждения «{0}».")]
+    InstitutionType(String),
+    #[error("Неизвестное основание помещения «{0}».")]
+    PlacementBasis(String),
+    #[error("Неизвестная причина помещения «{0}».")]
+    PlacementReason(String),
+    #[error("Неизвестный правовой статус «{0}».")]
+    LegalStatus(String),
+    #[error("Неизвестный уровень консилиума «{0}».")]
+    ReviewLevel(String),
+    #[error("Неизвестное решение о помощи «{0}».")]
+    AidDecision(String),
+    #[error("Неизвестный вид выбытия «{0}».")]
+    ExitKind(String),
 }
 
 /// Two or three digits, the code of a subject of the Federation.
