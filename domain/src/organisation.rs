@@ -14,6 +14,7 @@ const ORGANISATION_NAMESPACE: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4f52_4700_
 labelled_enum!(OrganisationKind, OrganisationKind {
     Ngo => ("ngo", "некоммерческая организация"),
     Institution => ("institution", "организация для детей-сирот"),
+    FamilyService => ("family_service", "служба «Дети в семье»"),
 });
 
 /// The id of an organisation registered from seed data (stable across runs).

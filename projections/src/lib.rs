@@ -6,6 +6,7 @@
 //! twice and none is skipped, whatever crashes where. See ARCHITECTURE.md.
 
 pub mod accounts;
+pub mod cases;
 pub mod persons;
 pub mod reference;
 mod runner;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(reference::ReferenceProjection::new()),
         Arc::new(accounts::AccountsProjection),
         Arc::new(persons::PersonsProjection),
+        Arc::new(cases::CasesProjection),
         Arc::new(stream_head::StreamHead),
     ]
 }

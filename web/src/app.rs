@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue};
 use axum::Router;
 use axum_login::AuthManagerLayerBuilder;
 use opora_domain::access::User;
+use opora_domain::case::ChildCase;
 use opora_domain::person::Person;
 use opora_store::{CommandBus, EventLog, Vault};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -46,6 +47,7 @@ pub struct AppState {
     pub rules: RuleTable,
     pub users: Arc<CommandBus<User>>,
     pub persons: Arc<CommandBus<Person>>,
+    pub cases: Arc<CommandBus<ChildCase>>,
 }
 
 pub struct Application;
@@ -71,6 +73,7 @@ impl Application {
         let state = AppState {
             users: Arc::new(CommandBus::new(log.clone(), ())),
             persons: Arc::new(CommandBus::new(log.clone(), ())),
+            cases: Arc::new(CommandBus::new(log.clone(), ())),
             vault,
             config: Arc::new(config),
             rules: RuleTable::new(rules),

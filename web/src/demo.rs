@@ -11,9 +11,45 @@ use opora_domain::person::{AgeBand, Person, PersonCommand, PersonKind, PersonalD
 use opora_domain::reference::{municipality_id, PlaceName, RegionCode};
 use opora_store::{CommandBus, CommandMeta, EventLog, Vault};
 use time::macros::date;
+use time::Date;
 use uuid::Uuid;
 
 use crate::pages::admin::{create_user, CreateUserError, NewUser};
+
+/// Demo organisations: region, city, kind, name.
+const DEMO_ORGANISATIONS: &[(&str, &str, OrganisationKind, &str)] = &[
+    ("16", "Казань", OrganisationKind::Ngo, "АНО «Семья рядом»"),
+    (
+        "16",
+        "Казань",
+        OrganisationKind::Institution,
+        "ГБУ «Детский дом № 1» (демо)",
+    ),
+    (
+        "16",
+        "Казань",
+        OrganisationKind::Institution,
+        "ГБУ «СРЦН „Ласточка“» (демо)",
+    ),
+    (
+        "16",
+        "Казань",
+        OrganisationKind::FamilyService,
+        "Служба «Дети в семье» Казани (демо)",
+    ),
+    (
+        "22",
+        "Барнаул",
+        OrganisationKind::Institution,
+        "КГБУ «Барнаульский центр помощи детям» (демо)",
+    ),
+    (
+        "22",
+        "Барнаул",
+        OrganisationKind::FamilyService,
+        "Служба «Дети в семье» Барнаула (демо)",
+    ),
+];
 
 /// The password of every demo user.
 pub const DEMO_PASSWORD: &str = "opora-demo-2026";
@@ -116,24 +152,18 @@ pub fn demo_users() -> Result<Vec<(&'static str, &'static str, Grant)>> {
 
 /// Loads the demo data; appends nothing when it is already there.
 pub async fn load(log: &EventLog, vault: &Vault) -> Result<()> {
-    let tatarstan = code("16")?;
     let organisations = CommandBus::<Organisation>::new(log.clone(), ());
-    for (kind, org_name) in [
-        (OrganisationKind::Ngo, "АНО «Семья рядом»"),
-        (
-            OrganisationKind::Institution,
-            "ГБУ «Детский дом № 1» (демо)",
-        ),
-    ] {
+    for (region, city, kind, org_name) in DEMO_ORGANISATIONS {
+        let region = code(region)?;
         let org_name = name(org_name)?;
-        let id = organisation_id(&tatarstan, &org_name);
+        let id = organisation_id(&region, &org_name);
         organisations
             .execute(
                 &id.to_string(),
                 OrganisationCommand::RegisterOrganisation {
-                    kind,
-                    region: tatarstan.clone(),
-                    municipality: Some(municipality_id(&tatarstan, &name("Казань")?)),
+                    kind: *kind,
+                    municipality: Some(municipality_id(&region, &name(city)?)),
+                    region,
                     name: org_name,
                 },
                 &meta(&format!("organisation/{id}")),
@@ -238,5 +268,136 @@ pub async fn load(log: &EventLog, vault: &Vault) -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("demo person: {e}"))?;
     }
+    load_cases(log).await
+}
+
+/// A case per demo child: one placed long ago and never reviewed (the register flags it),
+/// one reviewed with an overdue action item, one in Barnaul.
+async fn load_cases(log: &EventLog) -> Result<()> {
+    use opora_domain::case::*;
+    let cases = CommandBus::<ChildCase>::new(log.clone(), ());
+    // Dates relative to today, so that the demo always shows the same picture: one child
+    // over six months without a review, one reviewed with an overdue action item.
+    let today = crate::i18n::today_in("Europe/Moscow");
+    let ago = |days: i64| today - time::Duration::days(days);
+    let person = |region: &str, family: &str, given: &str| {
+        Uuid::new_v5(
+            &DEMO_NAMESPACE,
+            format!("person/{region}/{family}/{given}").as_bytes(),
+        )
+    };
+    let institution = |region: &str, org: &str| -> Result<Uuid> {
+        Ok(organisation_id(&code(region)?, &name(org)?))
+    };
+    let alisa = person("16", "Демонстрационная", "Алиса");
+    let timur = person("16", "Демонстрационный", "Тимур");
+    let egor = person("22", "Примерный", "Егор");
+    let home16 = institution("16", "ГБУ «СРЦН „Ласточка“» (демо)")?;
+    let home22 = institution("22", "КГБУ «Барнаульский центр помощи детям» (демо)")?;
+    let stories: Vec<Story> = vec![
+        (
+            alisa,
+            "16",
+            "16-2025-Д0001",
+            home16,
+            vec![
+                (ago(280), place(home16, PlacementReason::Poverty)),
+                (ago(250), CaseAction::TakeUnderControl),
+            ],
+        ),
+        (
+            timur,
+            "16",
+            "16-2025-Д0002",
+            home16,
+            vec![
+                (ago(240), place(home16, PlacementReason::Addiction)),
+                (
+                    ago(40),
+                    CaseAction::RecordReview(Review {
+                        review: Uuid::new_v5(&DEMO_NAMESPACE, b"review/timur/1"),
+                        level: ReviewLevel::Regional,
+                        placement_justified: Some(true),
+                        stay_justified: Some(false),
+                        parental_claim_justified: Some(false),
+                        aid: AidDecision::MaterialAndServices,
+                        return_possible: Some(true),
+                        return_by: Some(ago(-90)),
+                        next_review: Some(ago(-140)),
+                    }),
+                ),
+                (
+                    ago(40),
+                    CaseAction::SetActionItem {
+                        item: Uuid::new_v5(&DEMO_NAMESPACE, b"item/timur/1"),
+                        action: Text::parse("Лечение зависимости матери").context("demo")?,
+                        executor: Text::parse("Республиканский наркологический диспансер")
+                            .context("demo")?,
+                        due: ago(7),
+                        review: Some(Uuid::new_v5(&DEMO_NAMESPACE, b"review/timur/1")),
+                    },
+                ),
+            ],
+        ),
+        (
+            egor,
+            "22",
+            "22-2025-Д0001",
+            home22,
+            vec![(ago(90), place(home22, PlacementReason::Conflict))],
+        ),
+    ];
+    for (child, region, number, facts) in stories {
+        let id = Uuid::new_v5(&DEMO_NAMESPACE, format!("case/{number}").as_bytes());
+        let region_code = code(region)?;
+        let municipality = Some(municipality_id(
+            &region_code,
+            &name(if region == "16" {
+                "Казань"
+            } else {
+                "Барнаул"
+            })?,
+        ));
+        let mut all = vec![(
+            ago(300),
+            CaseAction::Open {
+                child,
+                case_number: number.to_owned(),
+                region: region_code,
+                municipality,
+                family: None,
+            },
+        )];
+        all.extend(facts);
+        for (index, (on, action)) in all.into_iter().enumerate() {
+            cases
+                .execute(
+                    &id.to_string(),
+                    CaseCommand {
+                        on,
+                        today,
+                        born: None,
+                        action,
+                    },
+                    &meta(&format!("case/{number}/{index}")),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("demo case {number}: {e}"))?;
+        }
+    }
     Ok(())
+}
+
+fn place(
+    institution: Uuid,
+    reason: opora_domain::case::PlacementReason,
+) -> opora_domain::case::CaseAction {
+    use opora_domain::case::*;
+    CaseAction::Place {
+        institution,
+        institution_type: InstitutionType::Rehabilitation,
+        basis: PlacementBasis::ParentsApplication,
+        reasons: vec![reason],
+        legal_status: LegalStatus::WithoutStatus,
+    }
 }

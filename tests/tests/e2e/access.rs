@@ -52,6 +52,11 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ("GET", "/lyudi" | "/lyudi.csv" | "/lyudi/novyi" | "/lyudi/{id}") => Rule::Roles(PEOPLE),
         ("POST", "/lyudi") => Rule::Roles(PEOPLE),
         ("POST", "/lyudi/{id}/udalenie") => Rule::Roles(ADMIN),
+        (
+            "GET",
+            "/vyzov/reestr" | "/vyzov/reestr.csv" | "/vyzov/dela/novoe" | "/vyzov/dela/{id}",
+        ) => Rule::Roles(PEOPLE),
+        ("POST", "/vyzov/dela" | "/vyzov/dela/{id}/zapis") => Rule::Roles(PEOPLE),
         (_, p) if p.starts_with("/admin/") => Rule::Roles(ADMIN),
         _ => return None,
     };
@@ -85,17 +90,17 @@ async fn person_id(test: &TestApp, given_name: &str) -> Uuid {
 const DEMO_NS: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4445_4d4f_0000_0000_0001);
 
 fn concrete(path: &str, person: Uuid, user: Uuid) -> String {
+    let id = if path.starts_with("/admin/") {
+        user
+    } else if path.starts_with("/vyzov/") {
+        // The demo case of the same Tatarstan child (see opora_web::demo).
+        Uuid::new_v5(&DEMO_NS, "case/16-2025-Д0001".as_bytes())
+    } else {
+        person
+    };
     path.replace("{lang}", "ru")
         .replace("{code}", "16")
-        .replace(
-            "{id}",
-            &if path.starts_with("/admin/") {
-                user
-            } else {
-                person
-            }
-            .to_string(),
-        )
+        .replace("{id}", &id.to_string())
 }
 
 /// The guard's refusals: 403 for a role without the route, a redirect to the login page

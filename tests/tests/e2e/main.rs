@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod cases;
 mod client;
 mod fixtures;
 mod log;

@@ -1,6 +1,7 @@
 //! Server-rendered pages. Each area owns its routes, each route with its access rule.
 
 pub mod admin;
+pub mod cases;
 pub mod login;
 pub mod persons;
 pub mod profile;
@@ -22,6 +23,7 @@ pub fn routes() -> Routes {
         .merge(profile::routes())
         .merge(reference::routes())
         .merge(persons::routes())
+        .merge(cases::routes())
         .merge(admin::routes())
 }
 

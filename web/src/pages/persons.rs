@@ -520,6 +520,7 @@ struct ShowPage {
     c: Chrome,
     person: PersonRow,
     accesses: Vec<AccessRow>,
+    cases: Vec<(Uuid, String)>,
     may_erase: bool,
 }
 
@@ -575,7 +576,14 @@ async fn show(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let cases = sqlx::query_as(
+        "SELECT id, case_number FROM cases.child_case WHERE child = $1 ORDER BY opened_on",
+    )
+    .bind(id)
+    .fetch_all(state.log.pool())
+    .await?;
     Ok(ShowPage {
+        cases,
         may_erase: viewer.has_role(Role::Administrator) && !person.erased,
         c,
         person,

@@ -1,0 +1,442 @@
+//! «Вызов» over HTTP: a child's whole path from placement to return home, the register's
+//! six-month rule, stale forms and scope.
+
+use axum::http::StatusCode;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::client::{Client, TestApp};
+
+/// The value of the first `<input … name="NAME" value="…">` in a page.
+fn input(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no input {name}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_owned()
+}
+
+/// Posts a fact on the case page's terms (its `entries` and a fresh command id).
+async fn record(
+    client: &mut Client,
+    case: &str,
+    fields: &[(&str, &str)],
+) -> crate::client::Response {
+    let page = client.get(case).await;
+    let entries = input(&page.body, "entries");
+    let command = Uuid::now_v7().to_string();
+    let mut all = fields.to_vec();
+    all.push(("entries", &entries));
+    all.push(("command_id", &command));
+    client.post(&format!("{case}/zapis"), &all).await
+}
+
+/// `DD.MM.YYYY`, `days` before today (Moscow).
+fn ago(days: i64) -> String {
+    let today = opora_web::i18n::today_in("Europe/Moscow");
+    opora_domain::format_date(today - time::Duration::days(days))
+}
+
+#[tokio::test]
+async fn a_child_goes_from_placement_to_home_and_the_case_closes() {
+    let test = TestApp::with_demo().await;
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    // A new child in Kazan.
+    let form = curator.get("/lyudi/novyi").await;
+    let command_id = input(&form.body, "command_id");
+    let kazan = {
+        let start = form.body.find(">Казань<").unwrap();
+        let before = &form.body[..start];
+        let value = before.rfind("value=\"").unwrap() + 7;
+        before[value..].split('"').next().unwrap().to_owned()
+    };
+    let created = curator
+        .post(
+            "/lyudi",
+            &[
+                ("command_id", &command_id),
+                ("kind", "child"),
+                ("sex", "male"),
+                ("region", "16"),
+                ("municipality", &kazan),
+                ("family_name", "Тестовый"),
+                ("given_name", "Марат"),
+                ("birth_date", "12.04.2013"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let person = created.location().trim_start_matches("/lyudi/").to_owned();
+    test.project().await;
+    // Open the case.
+    let form = curator
+        .get(&format!("/vyzov/dela/novoe?person={person}"))
+        .await;
+    assert!(form.body.contains("Тестовый Марат"));
+    let command_id = input(&form.body, "command_id");
+    let opened = curator
+        .post(
+            "/vyzov/dela",
+            &[
+                ("person", &person),
+                ("command_id", &command_id),
+                ("on", "01.02.2025"),
+            ],
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER, "{}", opened.body);
+    let case = opened.location().to_owned();
+    // The same form sent twice opens one case.
+    let twice = curator
+        .post(
+            "/vyzov/dela",
+            &[
+                ("person", &person),
+                ("command_id", &command_id),
+                ("on", "01.02.2025"),
+            ],
+        )
+        .await;
+    assert_eq!(twice.location(), case);
+    test.project().await;
+    let page = curator.get(&case).await;
+    assert!(
+        page.body.contains("16-2025-00001"),
+        "the region's first case number"
+    );
+
+    // An exit before any placement is refused with the rule's message.
+    let refused = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "exit"),
+            ("on", "01.03.2025"),
+            ("exit", "birth_family"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .body
+            .contains("Ребёнок сейчас не находится в учреждении"),
+        "{}",
+        refused.body
+    );
+
+    let institution = {
+        let start = page.body.find("name=\"institution\"").unwrap();
+        input(
+            &page.body[start..].replacen("option value", "name=\"institution\" value", 1),
+            "institution",
+        )
+    };
+    let placed = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "place"),
+            ("on", "10.03.2025"),
+            ("institution", &institution),
+            ("institution_type", "rehabilitation"),
+            ("basis", "parents_application"),
+            ("reasons", "poverty"),
+            ("reasons", "conflict"),
+            ("legal_status", "without_status"),
+        ],
+    )
+    .await;
+    assert_eq!(placed.status, StatusCode::SEE_OTHER, "{}", placed.body);
+    test.project().await;
+    // Placed more than six months ago and never reviewed: flagged in the register.
+    let register = curator.get("/vyzov/reestr?needs_review=1&q=Марат").await;
+    assert!(
+        register.body.contains("Тестовый Марат"),
+        "{}",
+        register.body
+    );
+
+    // A stale form (made before the placement) is refused, not merged.
+    let stale = curator
+        .post(
+            &format!("{case}/zapis"),
+            &[
+                ("action", "visit"),
+                ("on", "01.04.2025"),
+                ("entries", "1"),
+                ("command_id", &Uuid::now_v7().to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(stale.body.contains("Дело изменилось"), "{}", stale.body);
+
+    // The consilium: stay not justified, material aid, return possible; an action item.
+    let reviewed = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "review"),
+            ("on", &ago(30)),
+            ("level", "regional"),
+            ("placement_justified", "yes"),
+            ("stay_justified", "no"),
+            ("parental_claim_justified", "no"),
+            ("aid", "material_aid"),
+            ("return_possible", "yes"),
+            ("return_by", &ago(10)),
+            ("next_review", &ago(-150)),
+        ],
+    )
+    .await;
+    assert_eq!(reviewed.status, StatusCode::SEE_OTHER, "{}", reviewed.body);
+    let item = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "item"),
+            ("on", &ago(30)),
+            ("item_action", "Ремонт крыши дома семьи"),
+            ("executor", "Администрация Казани"),
+            ("due", &ago(20)),
+        ],
+    )
+    .await;
+    assert_eq!(item.status, StatusCode::SEE_OTHER, "{}", item.body);
+    let no_executor = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "item"),
+            ("on", &ago(30)),
+            ("item_action", "Что-то"),
+            ("executor", " "),
+            ("due", &ago(20)),
+        ],
+    )
+    .await;
+    assert!(no_executor
+        .body
+        .contains("Укажите ответственного исполнителя"));
+    test.project().await;
+    let register = curator.get("/vyzov/reestr?needs_review=1&q=Марат").await;
+    assert!(
+        !register.body.contains("Тестовый Марат"),
+        "reviewed: no longer flagged"
+    );
+    let overdue = curator.get("/vyzov/reestr?overdue=1&q=Марат").await;
+    assert!(
+        overdue.body.contains("Тестовый Марат"),
+        "the action item is overdue"
+    );
+    let item_id: Uuid = sqlx::query_scalar(
+        "SELECT item FROM cases.action_item WHERE action = 'Ремонт крыши дома семьи'",
+    )
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    let done = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "item_done"),
+            ("on", &ago(15)),
+            ("item", &item_id.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+
+    // Home, accompanied, then closed.
+    let (exit_on, close_on) = (ago(10), ago(1));
+    for fields in [
+        vec![
+            ("action", "exit"),
+            ("on", &exit_on),
+            ("exit", "birth_family"),
+        ],
+        vec![
+            ("action", "accompaniment_start"),
+            ("on", &exit_on),
+            ("service", ""),
+        ],
+    ] {
+        let mut fields = fields;
+        let service;
+        if fields[0].1 == "accompaniment_start" {
+            let page = curator.get(&case).await;
+            let start = page.body.find("name=\"service\"").unwrap();
+            service = input(
+                &page.body[start..].replacen("option value", "name=\"service\" value", 1),
+                "service",
+            );
+            fields[2] = ("service", &service);
+        }
+        let answer = record(&mut curator, &case, &fields).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SEE_OTHER,
+            "{:?}: {}",
+            fields,
+            answer.body
+        );
+    }
+    let still_open = record(
+        &mut curator,
+        &case,
+        &[("action", "close"), ("on", &close_on), ("reason", " ")],
+    )
+    .await;
+    assert!(
+        still_open.body.contains("Укажите причину"),
+        "a reason is needed"
+    );
+    let ended = record(
+        &mut curator,
+        &case,
+        &[("action", "accompaniment_end"), ("on", &close_on)],
+    )
+    .await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER);
+    let closed = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "close"),
+            ("on", &close_on),
+            ("reason", "Ребёнок дома, сопровождение завершено"),
+        ],
+    )
+    .await;
+    assert_eq!(closed.status, StatusCode::SEE_OTHER, "{}", closed.body);
+    let after = record(&mut curator, &case, &[("action", "visit"), ("on", &ago(0))]).await;
+    assert!(
+        after.body.contains("Дело закрыто"),
+        "a closed case takes no new facts"
+    );
+    test.project().await;
+
+    // Every figure traces to events: the read model and the log agree.
+    let case_id = case.trim_start_matches("/vyzov/dela/");
+    let row = sqlx::query("SELECT closed, placed_on, last_exit, last_review FROM cases.child_case WHERE id = $1::uuid")
+        .bind(case_id)
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    assert!(row.get::<bool, _>("closed"));
+    assert!(row.get::<Option<time::Date>, _>("placed_on").is_none());
+    assert_eq!(
+        row.get::<Option<String>, _>("last_exit").as_deref(),
+        Some("birth_family")
+    );
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM event WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(case_id)
+    .fetch_all(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        types,
+        [
+            "CaseOpened",
+            "ChildPlaced",
+            "ConsiliumReviewRecorded",
+            "ActionItemSet",
+            "ActionItemDone",
+            "ChildLeftInstitution",
+            "AccompanimentStarted",
+            "AccompanimentEnded",
+            "CaseClosed"
+        ]
+    );
+    let effective: Option<time::Date> = sqlx::query_scalar(
+        "SELECT effective_date FROM event WHERE aggregate_id = $1 AND event_type = 'ChildPlaced'",
+    )
+    .bind(case_id)
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        effective,
+        Some(time::macros::date!(2025 - 03 - 10)),
+        "effective date kept apart from recording"
+    );
+    let page = curator.get(&case).await;
+    assert!(page.body.contains("История дела") && page.body.contains("curator16"));
+
+    // Another region's curator: the case does not exist for her.
+    let mut altai = test.client();
+    altai.login("curator22").await;
+    assert_eq!(altai.get(&case).await.status, StatusCode::NOT_FOUND);
+    let register = altai.get("/vyzov/reestr").await;
+    assert!(!register.body.contains("Марат") && !register.body.contains("Алиса"));
+    assert!(register.body.contains("Егор"));
+}
+
+#[tokio::test]
+async fn the_six_month_rule_turns_on_the_day_after_six_months() {
+    let test = TestApp::with_demo().await;
+    let rule = |placed: &str, review: Option<&str>, today: &str| {
+        let pool = test.db.pool.clone();
+        let (placed, review, today) = (
+            placed.to_owned(),
+            review.map(str::to_owned),
+            today.to_owned(),
+        );
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT cases.needs_review($1::date, $2::date, $3::date)")
+                .bind(placed)
+                .bind(review)
+                .bind(today)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        !rule("2025-05-20", None, "2025-11-20").await,
+        "exactly six months: not yet"
+    );
+    assert!(
+        rule("2025-05-20", None, "2025-11-21").await,
+        "one day more: due"
+    );
+    assert!(
+        !rule("2025-05-20", Some("2025-05-21"), "2025-11-21").await,
+        "reviewed within six months"
+    );
+    assert!(
+        rule("2025-01-10", Some("2025-05-20"), "2025-11-21").await,
+        "last review too old"
+    );
+    // In the register (demo: Алиса placed 10.03.2025, never reviewed; Тимур reviewed 15.10.2025).
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let flagged = curator.get("/vyzov/reestr?needs_review=1").await;
+    assert!(
+        flagged.body.contains("Алиса") && !flagged.body.contains("Тимур"),
+        "{}",
+        flagged.body
+    );
+    let export = curator.get("/vyzov/reestr.csv").await;
+    assert!(export.body.starts_with('\u{feff}'));
+    assert!(
+        export.body.contains("16-2025-Д0001") && export.body.contains("Демонстрационная Алиса")
+    );
+    assert_eq!(
+        export.body.lines().count(),
+        3,
+        "header and the two Tatarstan children"
+    );
+    let logged: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access.access_log WHERE record_type = 'case' AND action = 'export'",
+    )
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(logged, 1);
+}
