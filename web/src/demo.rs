@@ -299,7 +299,6 @@ async fn load_cases(log: &EventLog) -> Result<()> {
             alisa,
             "16",
             "16-2025-Д0001",
-            home16,
             vec![
                 (ago(280), place(home16, PlacementReason::Poverty)),
                 (ago(250), CaseAction::TakeUnderControl),
@@ -309,7 +308,6 @@ async fn load_cases(log: &EventLog) -> Result<()> {
             timur,
             "16",
             "16-2025-Д0002",
-            home16,
             vec![
                 (ago(240), place(home16, PlacementReason::Addiction)),
                 (
@@ -343,7 +341,6 @@ async fn load_cases(log: &EventLog) -> Result<()> {
             egor,
             "22",
             "22-2025-Д0001",
-            home22,
             vec![(ago(90), place(home22, PlacementReason::Conflict))],
         ),
     ];
@@ -387,6 +384,14 @@ async fn load_cases(log: &EventLog) -> Result<()> {
     }
     Ok(())
 }
+
+/// A demo case: the child, its region, the case number and the facts in order.
+type Story = (
+    Uuid,
+    &'static str,
+    &'static str,
+    Vec<(Date, opora_domain::case::CaseAction)>,
+);
 
 fn place(
     institution: Uuid,
