@@ -429,3 +429,33 @@ case-error-UnknownEntry = Entry no. { $sequence } is not in the case.
 case-error-EntryNotVoidable = Entry no. { $sequence } cannot be voided: it opens the case, is a voiding, or is voided already.
 case-error-VoidWouldBreak = Voiding entry no. { $sequence } would leave the case inconsistent: { $problem }
 organisation-family_service = «Children in the family» service
+
+# «Вызов»: directory and tasks
+directory-title = The region's «Vyzov» directory
+directory-intro = Institutions, «Children in the family» services, consilia and the NGO operator of the region. The curator keeps it; case forms choose organisations from here.
+directory-details = Details
+directory-details-hint = For an institution: type and places; for a service: number of specialists; for a consilium: level.
+directory-now = Now (children in the institution / families accompanied)
+directory-change = Change
+directory-capacity = places
+directory-specialists = specialists
+directory-add = Add an organisation
+directory-added = Organisation added to the directory.
+directory-changed = Organisation details changed.
+directory-fill-in = Give the organisation's kind, name and region.
+directory-bad-number = Places or specialists: a whole number from 0 to 100,000.
+directory-exists = This organisation is already in the region's directory.
+directory-not-found = Organisation not found.
+directory-detail-not-for-kind = These details do not apply to this kind of organisation.
+directory-same-details = Nothing changed.
+organisation-consilium = interdepartmental consilium
+nav-directory = Region directory
+nav-tasks = Action items
+tasks-title = Action items: overdue and upcoming
+tasks-intro = Open action items of cases in your territories due within the next 60 days.
+tasks-overdue-count = { $count ->
+    [one] { $count } overdue action item
+   *[other] { $count } overdue action items
+}
+tasks-all = All upcoming
+tasks-overdue-only = Overdue only

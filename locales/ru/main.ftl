@@ -435,3 +435,34 @@ case-error-UnknownEntry = Запись № { $sequence } не найдена в 
 case-error-EntryNotVoidable = Запись № { $sequence } нельзя отменить: это открытие дела, отмена или она уже отменена.
 case-error-VoidWouldBreak = Отмена записи № { $sequence } оставила бы дело противоречивым: { $problem }
 organisation-family_service = служба «Дети в семье»
+
+# «Вызов»: directory and tasks
+directory-title = Справочник региона «Вызов»
+directory-intro = Учреждения, службы «Дети в семье», консилиумы и НКО-оператор региона. Его ведёт куратор; формы дел выбирают организации отсюда.
+directory-details = Сведения
+directory-details-hint = Для учреждения — тип и число мест; для службы — число специалистов; для консилиума — уровень.
+directory-now = Сейчас (детей в учреждении / семей на сопровождении)
+directory-change = Изменить
+directory-capacity = мест
+directory-specialists = специалистов
+directory-add = Добавить организацию
+directory-added = Организация добавлена в справочник.
+directory-changed = Сведения об организации изменены.
+directory-fill-in = Укажите вид, название и регион организации.
+directory-bad-number = Число мест или специалистов — целое число от 0 до 100 000.
+directory-exists = Такая организация в этом регионе уже есть.
+directory-not-found = Организация не найдена.
+directory-detail-not-for-kind = Эти сведения не относятся к организации такого вида.
+directory-same-details = Сведения не изменились.
+organisation-consilium = межведомственный консилиум
+nav-directory = Справочник региона
+nav-tasks = Мероприятия
+tasks-title = Мероприятия: просроченные и ближайшие
+tasks-intro = Невыполненные мероприятия по делам на ваших территориях со сроком до 60 дней вперёд.
+tasks-overdue-count = { $count ->
+    [one] { $count } просроченное мероприятие
+    [few] { $count } просроченных мероприятия
+   *[many] { $count } просроченных мероприятий
+}
+tasks-all = Все ближайшие
+tasks-overdue-only = Только просроченные

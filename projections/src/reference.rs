@@ -106,32 +106,18 @@ impl Projection for ReferenceProjection {
                     }
                 }
                 "Organisation" => {
-                    let id = uuid_of(event)?;
-                    let OrganisationEvent::OrganisationRegistered {
-                        kind,
-                        region,
-                        municipality,
-                        name,
-                    } = event.decode::<OrganisationEvent>(&self.upcasters)?;
-                    // Rare: written one by one, after the regions of this batch.
-                    organisations.push((id, kind.code(), region, municipality, name));
+                    // Rare: kept in log order and written one by one after the regions.
+                    organisations.push((
+                        uuid_of(event)?,
+                        event.decode::<OrganisationEvent>(&self.upcasters)?,
+                    ));
                 }
                 _ => {}
             }
         }
         write_regions(conn, regions).await?;
-        for (id, kind, region, municipality, name) in organisations {
-            sqlx::query(
-                "INSERT INTO organisation (id, kind, region_code, municipality, name) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(kind)
-            .bind(region.as_str())
-            .bind(municipality)
-            .bind(name.as_str())
-            .execute(&mut *conn)
-            .await?;
+        for (id, event) in organisations {
+            write_organisation(conn, id, event).await?;
         }
         write_municipalities(conn, municipalities).await?;
         Ok(())
@@ -227,6 +213,53 @@ async fn write_municipalities(
         .execute(&mut *conn)
         .await?;
     }
+    Ok(())
+}
+
+async fn write_organisation(
+    conn: &mut PgConnection,
+    id: Uuid,
+    event: OrganisationEvent,
+) -> Result<(), ProjectionError> {
+    let (query, details) = match event {
+        OrganisationEvent::OrganisationRegistered {
+            kind,
+            region,
+            municipality,
+            name,
+            details,
+        } => (
+            sqlx::query(
+                "INSERT INTO organisation (id, kind, region_code, municipality, name, \
+                        institution_type, capacity, specialists, level) \
+                 VALUES ($1, $5, $6, $7, $8, $2, $3, $4, $9) ON CONFLICT (id) DO NOTHING",
+            ),
+            (details, Some((kind, region, municipality, name))),
+        ),
+        OrganisationEvent::OrganisationDetailsChanged { details } => (
+            sqlx::query(
+                "UPDATE organisation SET institution_type = $2, capacity = $3, specialists = $4, \
+                        level = $5 WHERE id = $1",
+            ),
+            (details, None),
+        ),
+    };
+    let (details, registered) = details;
+    let mut query = query
+        .bind(id)
+        .bind(details.institution_type.map(|t| t.code()))
+        .bind(details.capacity.map(|n| n as i32))
+        .bind(details.specialists.map(|n| n as i32));
+    query = match registered {
+        Some((kind, region, municipality, name)) => query
+            .bind(kind.code())
+            .bind(region.as_str().to_owned())
+            .bind(municipality)
+            .bind(name.as_str().to_owned())
+            .bind(details.level.map(|l| l.code())),
+        None => query.bind(details.level.map(|l| l.code())),
+    };
+    query.execute(&mut *conn).await?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use opora_domain::access::{Grant, Login, Role, Scope, Text};
 use opora_domain::organisation::{
-    organisation_id, Organisation, OrganisationCommand, OrganisationKind,
+    organisation_id, Organisation, OrganisationCommand, OrganisationDetails, OrganisationKind,
 };
 use opora_domain::person::{AgeBand, Person, PersonCommand, PersonKind, PersonalData, Sex};
 use opora_domain::reference::{municipality_id, PlaceName, RegionCode};
@@ -16,40 +16,79 @@ use uuid::Uuid;
 
 use crate::pages::admin::{create_user, CreateUserError, NewUser};
 
-/// Demo organisations: region, city, kind, name.
-const DEMO_ORGANISATIONS: &[(&str, &str, OrganisationKind, &str)] = &[
-    ("16", "Казань", OrganisationKind::Ngo, "АНО «Семья рядом»"),
-    (
-        "16",
-        "Казань",
-        OrganisationKind::Institution,
-        "ГБУ «Детский дом № 1» (демо)",
-    ),
-    (
-        "16",
-        "Казань",
-        OrganisationKind::Institution,
-        "ГБУ «СРЦН „Ласточка“» (демо)",
-    ),
-    (
-        "16",
-        "Казань",
-        OrganisationKind::FamilyService,
-        "Служба «Дети в семье» Казани (демо)",
-    ),
-    (
-        "22",
-        "Барнаул",
-        OrganisationKind::Institution,
-        "КГБУ «Барнаульский центр помощи детям» (демо)",
-    ),
-    (
-        "22",
-        "Барнаул",
-        OrganisationKind::FamilyService,
-        "Служба «Дети в семье» Барнаула (демо)",
-    ),
-];
+/// Demo organisations: region, city, kind, name, details.
+fn demo_organisations() -> Vec<(
+    &'static str,
+    &'static str,
+    OrganisationKind,
+    &'static str,
+    OrganisationDetails,
+)> {
+    use opora_domain::case::{InstitutionType, ReviewLevel};
+    let institution = |kind, capacity| OrganisationDetails {
+        institution_type: Some(kind),
+        capacity: Some(capacity),
+        ..Default::default()
+    };
+    let service = |specialists| OrganisationDetails {
+        specialists: Some(specialists),
+        ..Default::default()
+    };
+    vec![
+        (
+            "16",
+            "Казань",
+            OrganisationKind::Ngo,
+            "АНО «Семья рядом»",
+            OrganisationDetails::default(),
+        ),
+        (
+            "16",
+            "Казань",
+            OrganisationKind::Institution,
+            "ГБУ «Детский дом № 1» (демо)",
+            institution(InstitutionType::OrphanageCentre, 80),
+        ),
+        (
+            "16",
+            "Казань",
+            OrganisationKind::Institution,
+            "ГБУ «СРЦН „Ласточка“» (демо)",
+            institution(InstitutionType::Rehabilitation, 45),
+        ),
+        (
+            "16",
+            "Казань",
+            OrganisationKind::FamilyService,
+            "Служба «Дети в семье» Казани (демо)",
+            service(9),
+        ),
+        (
+            "16",
+            "Казань",
+            OrganisationKind::Consilium,
+            "Региональный консилиум Республики Татарстан (демо)",
+            OrganisationDetails {
+                level: Some(ReviewLevel::Regional),
+                ..Default::default()
+            },
+        ),
+        (
+            "22",
+            "Барнаул",
+            OrganisationKind::Institution,
+            "КГБУ «Барнаульский центр помощи детям» (демо)",
+            institution(InstitutionType::OrphanageCentre, 120),
+        ),
+        (
+            "22",
+            "Барнаул",
+            OrganisationKind::FamilyService,
+            "Служба «Дети в семье» Барнаула (демо)",
+            service(7),
+        ),
+    ]
+}
 
 /// The password of every demo user.
 pub const DEMO_PASSWORD: &str = "opora-demo-2026";
@@ -153,7 +192,7 @@ pub fn demo_users() -> Result<Vec<(&'static str, &'static str, Grant)>> {
 /// Loads the demo data; appends nothing when it is already there.
 pub async fn load(log: &EventLog, vault: &Vault) -> Result<()> {
     let organisations = CommandBus::<Organisation>::new(log.clone(), ());
-    for (region, city, kind, org_name) in DEMO_ORGANISATIONS {
+    for (region, city, kind, org_name, details) in demo_organisations() {
         let region = code(region)?;
         let org_name = name(org_name)?;
         let id = organisation_id(&region, &org_name);
@@ -161,10 +200,11 @@ pub async fn load(log: &EventLog, vault: &Vault) -> Result<()> {
             .execute(
                 &id.to_string(),
                 OrganisationCommand::RegisterOrganisation {
-                    kind: *kind,
+                    kind,
                     municipality: Some(municipality_id(&region, &name(city)?)),
                     region,
                     name: org_name,
+                    details,
                 },
                 &meta(&format!("organisation/{id}")),
             )

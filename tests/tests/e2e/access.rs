@@ -27,6 +27,7 @@ const PEOPLE: &[Role] = &[
     Role::ConsiliumSecretary,
 ];
 const ADMIN: &[Role] = &[Role::Administrator];
+const EDITORS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
 
 /// Who may use each route — written here independently of the router, so that a route
 /// added without deciding this fails the matrix.
@@ -57,6 +58,8 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
             "/vyzov/reestr" | "/vyzov/reestr.csv" | "/vyzov/dela/novoe" | "/vyzov/dela/{id}",
         ) => Rule::Roles(PEOPLE),
         ("POST", "/vyzov/dela" | "/vyzov/dela/{id}/zapis") => Rule::Roles(PEOPLE),
+        ("GET", "/vyzov/spravochnik" | "/vyzov/zadachi") => Rule::Roles(PEOPLE),
+        ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
         (_, p) if p.starts_with("/admin/") => Rule::Roles(ADMIN),
         _ => return None,
     };

@@ -440,3 +440,64 @@ async fn the_six_month_rule_turns_on_the_day_after_six_months() {
     .unwrap();
     assert_eq!(logged, 1);
 }
+
+#[tokio::test]
+async fn the_curator_keeps_the_directory_and_sees_the_tasks() {
+    let test = TestApp::with_demo().await;
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let page = curator.get("/vyzov/spravochnik").await;
+    assert!(page.body.contains("ГБУ «СРЦН „Ласточка“» (демо)"));
+    assert!(
+        !page.body.contains("Барнаульский"),
+        "another region's directory is not shown"
+    );
+    let added = curator
+        .post(
+            "/vyzov/spravochnik",
+            &[
+                ("kind", "family_service"),
+                ("name", "Служба «Дети в семье» Набережных Челнов"),
+                ("region", "16"),
+                ("specialists", "11"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let foreign = curator
+        .post(
+            "/vyzov/spravochnik",
+            &[("kind", "ngo"), ("name", "Чужая НКО"), ("region", "22")],
+        )
+        .await;
+    assert_eq!(
+        foreign.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not her region"
+    );
+    let wrong = curator
+        .post(
+            "/vyzov/spravochnik",
+            &[
+                ("kind", "family_service"),
+                ("name", "Служба"),
+                ("region", "16"),
+                ("specialists", "много"),
+            ],
+        )
+        .await;
+    assert!(wrong.body.contains("целое число"), "{}", wrong.body);
+    test.project().await;
+    let page = curator.get("/vyzov/spravochnik").await;
+    assert!(page.body.contains("Набережных Челнов") && page.body.contains("11"));
+    // The demo's overdue item of Тимур is on the tasks page.
+    let tasks = curator.get("/vyzov/zadachi?overdue=1").await;
+    assert!(
+        tasks.body.contains("Лечение зависимости матери") && tasks.body.contains("Тимур"),
+        "{}",
+        tasks.body
+    );
+    let mut altai = test.client();
+    altai.login("curator22").await;
+    assert!(!altai.get("/vyzov/zadachi").await.body.contains("Тимур"));
+}

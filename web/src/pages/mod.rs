@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod cases;
+pub mod directory;
 pub mod login;
 pub mod persons;
 pub mod profile;
@@ -24,6 +25,7 @@ pub fn routes() -> Routes {
         .merge(reference::routes())
         .merge(persons::routes())
         .merge(cases::routes())
+        .merge(directory::routes())
         .merge(admin::routes())
 }
 
