@@ -459,3 +459,5 @@ tasks-overdue-count = { $count ->
 }
 tasks-all = All upcoming
 tasks-overdue-only = Overdue only
+register-sheet = Register
+download-xlsx = Download the table (XLSX)

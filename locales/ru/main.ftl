@@ -466,3 +466,5 @@ tasks-overdue-count = { $count ->
 }
 tasks-all = Все ближайшие
 tasks-overdue-only = Только просроченные
+register-sheet = Реестр
+download-xlsx = Скачать таблицу (XLSX)

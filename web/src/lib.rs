@@ -10,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod embedded;
 pub mod error;
+pub mod export;
 pub mod health;
 pub mod i18n;
 pub mod pages;

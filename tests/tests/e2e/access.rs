@@ -55,7 +55,8 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ("POST", "/lyudi/{id}/udalenie") => Rule::Roles(ADMIN),
         (
             "GET",
-            "/vyzov/reestr" | "/vyzov/reestr.csv" | "/vyzov/dela/novoe" | "/vyzov/dela/{id}",
+            "/vyzov/reestr" | "/vyzov/reestr.csv" | "/vyzov/reestr.xlsx" | "/vyzov/dela/novoe"
+            | "/vyzov/dela/{id}",
         ) => Rule::Roles(PEOPLE),
         ("POST", "/vyzov/dela" | "/vyzov/dela/{id}/zapis") => Rule::Roles(PEOPLE),
         ("GET", "/vyzov/spravochnik" | "/vyzov/zadachi") => Rule::Roles(PEOPLE),

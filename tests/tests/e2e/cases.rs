@@ -432,13 +432,20 @@ async fn the_six_month_rule_turns_on_the_day_after_six_months() {
         3,
         "header and the two Tatarstan children"
     );
+    let xlsx = curator.get("/vyzov/reestr.xlsx?needs_review=1").await;
+    assert_eq!(xlsx.status, StatusCode::OK);
+    assert!(xlsx.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("spreadsheetml"));
+    assert!(xlsx.body.starts_with("PK"), "an XLSX file is a zip archive");
     let logged: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM access.access_log WHERE record_type = 'case' AND action = 'export'",
     )
     .fetch_one(&test.db.pool)
     .await
     .unwrap();
-    assert_eq!(logged, 1);
+    assert_eq!(logged, 2, "both exports are in the access log");
 }
 
 #[tokio::test]

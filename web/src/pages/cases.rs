@@ -8,7 +8,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, RawForm, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::{Role, Text};
 use opora_domain::case::{
@@ -28,8 +28,9 @@ use crate::audit::{self, Action};
 use crate::auth::guard::{PersonalScope, Routes, Rule, Viewer};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
+use crate::export;
 use crate::i18n::{local_time, today_in, Tr};
-use crate::pages::persons::{csv_cell, Choice};
+use crate::pages::persons::Choice;
 use crate::AppState;
 
 /// Who works with cases (each within its places).
@@ -40,7 +41,8 @@ const PAGE_SIZE: i64 = 50;
 pub fn routes() -> Routes {
     Routes::new()
         .get("/vyzov/reestr", Rule::Roles(ROLES), register)
-        .get("/vyzov/reestr.csv", Rule::Roles(ROLES), export)
+        .get("/vyzov/reestr.csv", Rule::Roles(ROLES), export_csv)
+        .get("/vyzov/reestr.xlsx", Rule::Roles(ROLES), export_xlsx)
         .get("/vyzov/dela/novoe", Rule::Roles(ROLES), new_case_form)
         .post("/vyzov/dela", Rule::Roles(ROLES), open_case)
         .get("/vyzov/dela/{id}", Rule::Roles(ROLES), show_case)
@@ -324,75 +326,84 @@ fn serde_urlencoded_like(query: &RegisterQuery) -> String {
         .finish()
 }
 
-async fn export(
+async fn export_csv(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
     Query(query): Query<RegisterQuery>,
 ) -> AppResult<Response> {
+    let (headers, rows) = register_table(&state, &c, &viewer, &query).await?;
+    Ok(export::download(
+        export::csv(&headers, &rows)?,
+        "reestr.csv",
+    ))
+}
+
+async fn export_xlsx(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    Query(query): Query<RegisterQuery>,
+) -> AppResult<Response> {
+    let (headers, rows) = register_table(&state, &c, &viewer, &query).await?;
+    let sheet = c.tr.t("register-sheet");
+    Ok(export::download(
+        export::xlsx(&sheet, &headers, &rows)?,
+        "reestr.xlsx",
+    ))
+}
+
+/// The filtered register as a table for export (logged as an export of personal data).
+async fn register_table(
+    state: &AppState,
+    c: &Chrome,
+    viewer: &Viewer,
+    query: &RegisterQuery,
+) -> AppResult<(Vec<String>, Vec<Vec<String>>)> {
     let scope = viewer.personal_scope();
-    let today = viewer_today(&state, &scope).await?;
-    let rows = register_rows(&state, &scope, &query, c.tr, today).await?;
-    audit::record(&state, &viewer, Action::Export, Some(RECORD), None).await?;
+    let today = viewer_today(state, &scope).await?;
+    let rows = register_rows(state, &scope, query, c.tr, today).await?;
+    audit::record(state, viewer, Action::Export, Some(RECORD), None).await?;
     let tr = c.tr;
-    let mut writer = csv::WriterBuilder::new()
-        .delimiter(b';')
-        .from_writer(vec![0xEF, 0xBB, 0xBF]);
-    let fail = |e: csv::Error| AppError::Unexpected(e.into());
-    writer
-        .write_record(
-            [
-                "case-number",
-                "person-name",
-                "csv-region",
-                "csv-municipality",
-                "case-institution",
-                "case-institution-type",
-                "case-legal-status",
-                "case-placed-on",
-                "case-months",
-                "case-last-review",
-                "case-needs-review",
-                "case-under-control",
-                "case-overdue-items",
-            ]
-            .map(|k| tr.t(k)),
-        )
-        .map_err(fail)?;
+    let headers = [
+        "case-number",
+        "person-name",
+        "csv-region",
+        "csv-municipality",
+        "case-institution",
+        "case-institution-type",
+        "case-legal-status",
+        "case-placed-on",
+        "case-months",
+        "case-last-review",
+        "case-needs-review",
+        "case-under-control",
+        "case-overdue-items",
+    ]
+    .map(|k| tr.t(k))
+    .to_vec();
     let yes_no = |b: bool| tr.t(if b { "yes" } else { "no" });
-    for r in &rows {
-        writer
-            .write_record([
-                r.case_number.clone(),
-                csv_cell(r.name.as_deref().unwrap_or_default()),
-                csv_cell(&r.region),
-                csv_cell(&r.municipality),
-                csv_cell(&r.institution),
-                r.institution_type.clone(),
-                r.legal_status.clone(),
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.case_number,
+                r.name.unwrap_or_default(),
+                r.region,
+                r.municipality,
+                r.institution,
+                r.institution_type,
+                r.legal_status,
                 r.placed_on.map(|d| tr.date(&d)).unwrap_or_default(),
                 r.months.to_string(),
                 r.last_review.map(|d| tr.date(&d)).unwrap_or_default(),
                 yes_no(r.needs_review),
                 yes_no(r.under_control),
                 r.overdue_items.to_string(),
-            ])
-            .map_err(fail)?;
-    }
-    let body = writer
-        .into_inner()
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"reestr.csv\"",
-            ),
-        ],
-        body,
-    )
-        .into_response())
+            ]
+        })
+        .collect();
+    Ok((headers, rows))
 }
 
 // ---------------------------------------------------------------------------------------

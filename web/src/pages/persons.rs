@@ -6,7 +6,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use opora_domain::access::{Role, Text};
@@ -195,22 +195,12 @@ async fn list(State(state): State<AppState>, c: Chrome, viewer: Viewer) -> AppRe
     })
 }
 
-/// A CSV cell that a spreadsheet will not run as a formula.
-pub fn csv_cell(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    }
-}
-
 async fn export(State(state): State<AppState>, c: Chrome, viewer: Viewer) -> AppResult<Response> {
     let scope = viewer.personal_scope();
     let people = fetch(&state, &scope, "ORDER BY p.registered_at", None).await?;
     audit::record(&state, &viewer, Action::Export, Some(RECORD), None).await?;
     let tr = c.tr;
-    let mut writer = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
-    let header = [
+    let headers = [
         "csv-id",
         "csv-family-name",
         "csv-given-name",
@@ -222,54 +212,43 @@ async fn export(State(state): State<AppState>, c: Chrome, viewer: Viewer) -> App
         "csv-region",
         "csv-municipality",
     ]
-    .map(|key| tr.t(key));
-    writer
-        .write_record(&header)
-        .map_err(|e| AppError::Unexpected(e.into()))?;
-    for person in &people {
-        let (family, given, patronymic, birth) = match &person.personal {
-            Some(p) => (
-                p.family_name.clone(),
-                p.given_name.clone(),
-                p.patronymic.clone().unwrap_or_default(),
-                tr.date(&p.birth_date),
-            ),
-            None => (
-                tr.t("person-erased"),
-                String::new(),
-                String::new(),
-                String::new(),
-            ),
-        };
-        writer
-            .write_record([
+    .map(|key| tr.t(key))
+    .to_vec();
+    let rows: Vec<Vec<String>> = people
+        .into_iter()
+        .map(|person| {
+            let (family, given, patronymic, birth) = match &person.personal {
+                Some(p) => (
+                    p.family_name.clone(),
+                    p.given_name.clone(),
+                    p.patronymic.clone().unwrap_or_default(),
+                    tr.date(&p.birth_date),
+                ),
+                None => (
+                    tr.t("person-erased"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ),
+            };
+            vec![
                 person.id.to_string(),
-                csv_cell(&family),
-                csv_cell(&given),
-                csv_cell(&patronymic),
+                family,
+                given,
+                patronymic,
                 birth,
-                tr.t(&format!("person-kind-{}", person.kind)),
-                tr.t(&format!("sex-{}", person.sex)),
-                person.age_band.clone(),
-                csv_cell(&person.region_name),
-                csv_cell(&person.municipality),
-            ])
-            .map_err(|e| AppError::Unexpected(e.into()))?;
-    }
-    let body = writer
-        .into_inner()
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"lyudi.csv\"",
-            ),
-        ],
-        body,
-    )
-        .into_response())
+                tr.of("person-kind", &person.kind),
+                tr.of("sex", &person.sex),
+                person.age_band,
+                person.region_name,
+                person.municipality,
+            ]
+        })
+        .collect();
+    Ok(crate::export::download(
+        crate::export::csv(&headers, &rows)?,
+        "lyudi.csv",
+    ))
 }
 
 pub struct Choice {

@@ -1,0 +1,77 @@
+//! Table exports: CSV for Excel (UTF-8 with a byte-order mark, semicolons — Russian Excel's
+//! list separator) and XLSX. Cells that a spreadsheet would run as a formula are neutralised
+//! in CSV (`'=…`); XLSX cells are written as strings, which Excel never evaluates.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+
+/// A text cell safe to open in a spreadsheet.
+pub fn csv_cell(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    }
+}
+
+pub fn csv(headers: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, AppError> {
+    let fail = |e: csv::Error| AppError::Unexpected(e.into());
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .from_writer(vec![0xEF, 0xBB, 0xBF]);
+    writer.write_record(headers).map_err(fail)?;
+    for row in rows {
+        writer
+            .write_record(row.iter().map(|cell| csv_cell(cell)))
+            .map_err(fail)?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))
+}
+
+pub fn xlsx(sheet: &str, headers: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, AppError> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let fail = |e: rust_xlsxwriter::XlsxError| AppError::Unexpected(e.into());
+    let mut workbook = Workbook::new();
+    let bold = Format::new().set_bold();
+    let worksheet = workbook.add_worksheet();
+    worksheet.set_name(sheet).map_err(fail)?;
+    for (col, title) in headers.iter().enumerate() {
+        worksheet
+            .write_string_with_format(0, col as u16, title, &bold)
+            .map_err(fail)?;
+    }
+    for (i, row) in rows.iter().enumerate() {
+        for (col, cell) in row.iter().enumerate() {
+            worksheet
+                .write_string((i + 1) as u32, col as u16, cell)
+                .map_err(fail)?;
+        }
+    }
+    worksheet.set_freeze_panes(1, 0).map_err(fail)?;
+    worksheet.autofit();
+    workbook.save_to_buffer().map_err(fail)
+}
+
+/// The file as a download.
+pub fn download(body: Vec<u8>, filename: &str) -> Response {
+    let content_type = if filename.ends_with(".xlsx") {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    } else {
+        "text/csv; charset=utf-8"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
