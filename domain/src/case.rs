@@ -104,6 +104,9 @@ pub struct Review {
     pub return_possible: Assessment,
     pub return_by: Option<Date>,
     pub next_review: Option<Date>,
+    /// The consilium sitting this review was made at, if recorded through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

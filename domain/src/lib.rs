@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod case;
+pub mod consilium;
 pub mod money;
 pub mod organisation;
 pub mod person;

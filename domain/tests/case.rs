@@ -75,6 +75,7 @@ fn review(next: Option<Date>, return_by: Option<Date>) -> Review {
         return_possible: Some(true),
         return_by,
         next_review: next,
+        session: None,
     }
 }
 

@@ -461,3 +461,24 @@ tasks-all = All upcoming
 tasks-overdue-only = Overdue only
 register-sheet = Register
 download-xlsx = Download the table (XLSX)
+
+# «Вызов»: consilium sittings
+nav-sessions = Consilia
+sessions-title = Consilium sittings
+sessions-none = No sittings yet.
+session-new = New sitting
+session-hold = Record the sitting
+session-date = Date of the sitting
+session-chair = Chair
+session-members = Members
+session-members-hint = One per line: position and name.
+session-agenda = Agenda
+session-agenda-hint = Cases due for review (over 6 months without one) are ticked.
+session-reviewed = Cases reviewed
+session-protocol = Protocol of the interdepartmental consilium sitting
+session-decisions = Cases and decisions
+session-decided = Decision
+session-record-review = Record the decision on this case
+session-already-reviewed = The decision on this case at this sitting is already recorded.
+session-fill-in = Give the date, region, level and chair.
+session-print-hint = This page can be printed: forms are left out of the printout.

@@ -468,3 +468,24 @@ tasks-all = Все ближайшие
 tasks-overdue-only = Только просроченные
 register-sheet = Реестр
 download-xlsx = Скачать таблицу (XLSX)
+
+# «Вызов»: consilium sittings
+nav-sessions = Консилиумы
+sessions-title = Заседания консилиумов
+sessions-none = Заседаний ещё не было.
+session-new = Новое заседание
+session-hold = Записать заседание
+session-date = Дата заседания
+session-chair = Председатель
+session-members = Члены консилиума
+session-members-hint = По одному в строке: должность и фамилия.
+session-agenda = Повестка
+session-agenda-hint = Отмечены дела, которым пора на консилиум (больше 6 месяцев без рассмотрения).
+session-reviewed = Рассмотрено дел
+session-protocol = Протокол заседания межведомственного консилиума
+session-decisions = Рассмотренные дела и решения
+session-decided = Решение
+session-record-review = Записать решение по делу
+session-already-reviewed = Решение по этому делу на заседании уже записано.
+session-fill-in = Укажите дату, регион, уровень и председателя.
+session-print-hint = Страницу можно распечатать: формы при печати не выводятся.

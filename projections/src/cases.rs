@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use opora_domain::case::{CaseEvent, CaseState, ParentalRights};
+use opora_domain::consilium::SessionEvent;
 use opora_store::RecordedEvent;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
@@ -37,8 +38,14 @@ impl Projection for CasesProjection {
     ) -> Result<(), ProjectionError> {
         // The last entry of each case in this batch.
         let mut touched: BTreeMap<Uuid, (i64, OffsetDateTime)> = BTreeMap::new();
-        for event in events.iter().filter(|e| e.aggregate_type == "ChildCase") {
-            touched.insert(uuid_of(event)?, (event.sequence, event.recorded_at));
+        for event in events {
+            match event.aggregate_type.as_str() {
+                "ChildCase" => {
+                    touched.insert(uuid_of(event)?, (event.sequence, event.recorded_at));
+                }
+                "ConsiliumSession" => write_session(conn, uuid_of(event)?, event).await?,
+                _ => {}
+            }
         }
         for (id, (last, at)) in touched {
             let rows = sqlx::query(
@@ -58,6 +65,47 @@ impl Projection for CasesProjection {
         }
         Ok(())
     }
+}
+
+async fn write_session(
+    conn: &mut PgConnection,
+    id: Uuid,
+    event: &RecordedEvent,
+) -> Result<(), ProjectionError> {
+    match event.decode::<SessionEvent>(&[])? {
+        SessionEvent::ConsiliumSessionHeld {
+            on,
+            region,
+            level,
+            consilium,
+            chair,
+            members,
+            agenda,
+        } => {
+            sqlx::query(
+                "INSERT INTO session (id, region_code, held_on, level, consilium, chair, members, agenda) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(region.as_str())
+            .bind(on)
+            .bind(code(&level))
+            .bind(consilium)
+            .bind(chair.as_str())
+            .bind(Json(members))
+            .bind(agenda)
+            .execute(&mut *conn)
+            .await?;
+        }
+        SessionEvent::CaseAddedToAgenda { case } => {
+            sqlx::query("UPDATE session SET agenda = array_append(agenda, $2) WHERE id = $1")
+                .bind(id)
+                .bind(case)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn write_case(
@@ -203,8 +251,8 @@ async fn write_case(
         sqlx::query(
             "INSERT INTO review (case_id, review, held_on, level, placement_justified, \
                     stay_justified, parental_claim_justified, aid, return_possible, return_by, \
-                    next_review) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                    next_review, session) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .bind(id)
         .bind(review.review)
@@ -217,6 +265,7 @@ async fn write_case(
         .bind(review.return_possible)
         .bind(review.return_by)
         .bind(review.next_review)
+        .bind(review.session)
         .execute(&mut *conn)
         .await?;
     }

@@ -362,6 +362,7 @@ async fn load_cases(log: &EventLog) -> Result<()> {
                         return_possible: Some(true),
                         return_by: Some(ago(-90)),
                         next_review: Some(ago(-140)),
+                        session: None,
                     }),
                 ),
                 (

@@ -60,6 +60,12 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ) => Rule::Roles(PEOPLE),
         ("POST", "/vyzov/dela" | "/vyzov/dela/{id}/zapis") => Rule::Roles(PEOPLE),
         ("GET", "/vyzov/spravochnik" | "/vyzov/zadachi") => Rule::Roles(PEOPLE),
+        ("GET", "/vyzov/konsiliumy" | "/vyzov/konsiliumy/novoe" | "/vyzov/konsiliumy/{id}") => {
+            Rule::Roles(PEOPLE)
+        }
+        ("POST", "/vyzov/konsiliumy" | "/vyzov/konsiliumy/{id}/rassmotrenie") => {
+            Rule::Roles(PEOPLE)
+        }
         ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
         (_, p) if p.starts_with("/admin/") => Rule::Roles(ADMIN),
         _ => return None,

@@ -508,3 +508,88 @@ async fn the_curator_keeps_the_directory_and_sees_the_tasks() {
     altai.login("curator22").await;
     assert!(!altai.get("/vyzov/zadachi").await.body.contains("Тимур"));
 }
+
+#[tokio::test]
+async fn a_consilium_sitting_reviews_the_cases_due_and_its_protocol_shows_the_decisions() {
+    let test = TestApp::with_demo().await;
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let form = curator.get("/vyzov/konsiliumy/novoe").await;
+    // Алиса is due (nine months, never reviewed): pre-selected on the agenda.
+    let alisa_case = {
+        let at = form.body.find("16-2025-Д0001").unwrap();
+        let before = &form.body[..at];
+        let value = before.rfind("value=\"").unwrap() + 7;
+        before[value..].split('"').next().unwrap().to_owned()
+    };
+    assert!(form.body[..form.body.find("16-2025-Д0001").unwrap()]
+        .ends_with(&format!("value=\"{alisa_case}\" checked> ")));
+    let command_id = input(&form.body, "command_id");
+    let held = curator
+        .post(
+            "/vyzov/konsiliumy",
+            &[
+                ("command_id", &command_id),
+                ("on", &ago(1)),
+                ("region", "16"),
+                ("level", "regional"),
+                ("chair", "Заместитель министра образования"),
+                ("members", "Куратор\nПредставитель органа опеки"),
+                ("agenda", &alisa_case),
+            ],
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::SEE_OTHER, "{}", held.body);
+    let session = held.location().to_owned();
+    test.project().await;
+    let page = curator.get(&session).await;
+    assert!(
+        page.body.contains("Протокол заседания")
+            && page.body.contains("Представитель органа опеки")
+    );
+    let entries = input(&page.body, "entries");
+    let decided = curator
+        .post(
+            &format!("{session}/rassmotrenie"),
+            &[
+                ("case", &alisa_case),
+                ("entries", &entries),
+                ("command_id", &Uuid::now_v7().to_string()),
+                ("action", "review"),
+                ("level", "regional"),
+                ("stay_justified", "no"),
+                ("aid", "material_aid"),
+                ("return_possible", "yes"),
+                ("next_review", &ago(-120)),
+            ],
+        )
+        .await;
+    assert_eq!(decided.status, StatusCode::SEE_OTHER, "{}", decided.body);
+    test.project().await;
+    let protocol = curator.get(&session).await;
+    assert!(
+        protocol
+            .body
+            .contains("материальная помощь через НКО-оператора"),
+        "{}",
+        protocol.body
+    );
+    let register = curator.get("/vyzov/reestr?needs_review=1").await;
+    assert!(
+        !register.body.contains("Алиса"),
+        "reviewed at the sitting: no longer due"
+    );
+    let session_id: Option<Uuid> =
+        sqlx::query_scalar("SELECT session FROM cases.review WHERE case_id = $1::uuid")
+            .bind(&alisa_case)
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        session_id.map(|s| s.to_string()),
+        Some(session.trim_start_matches("/vyzov/konsiliumy/").to_owned())
+    );
+    let mut altai = test.client();
+    altai.login("curator22").await;
+    assert_eq!(altai.get(&session).await.status, StatusCode::NOT_FOUND);
+}

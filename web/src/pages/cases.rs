@@ -248,7 +248,11 @@ struct RegisterPage {
     query_string: String,
 }
 
-fn choices<T: Copy>(tr: Tr, list: &str, all: &[(T, &'static str, &'static str)]) -> Vec<Choice> {
+pub(crate) fn choices<T: Copy>(
+    tr: Tr,
+    list: &str,
+    all: &[(T, &'static str, &'static str)],
+) -> Vec<Choice> {
     all.iter()
         .map(|(_, code, _)| Choice {
             value: (*code).to_owned(),
@@ -695,7 +699,12 @@ struct CasePage {
 }
 
 /// The case if the viewer's scope covers it; otherwise `NotFound` (and the refusal logged).
-async fn case_in_scope(state: &AppState, viewer: &Viewer, id: Uuid, tr: Tr) -> AppResult<CaseView> {
+pub(crate) async fn case_in_scope(
+    state: &AppState,
+    viewer: &Viewer,
+    id: Uuid,
+    tr: Tr,
+) -> AppResult<CaseView> {
     let scope = viewer.personal_scope();
     let row = sqlx::query(
         "SELECT c.*, coalesce(r.name, c.region_code) AS region, \
@@ -1018,7 +1027,7 @@ impl FormFields {
 }
 
 /// What is wrong with the form (a message key), or the action it asks for.
-fn parse_action(form: &FormFields) -> Result<CaseAction, &'static str> {
+pub(crate) fn parse_action(form: &FormFields) -> Result<CaseAction, &'static str> {
     let uuid = |name: &str| Uuid::parse_str(form.get(name)).map_err(|_| "case-choose-organisation");
     let date = |name: &str| opora_domain::parse_date(form.get(name));
     let optional_date = |name: &str| -> Result<Option<Date>, &'static str> {
@@ -1068,6 +1077,7 @@ fn parse_action(form: &FormFields) -> Result<CaseAction, &'static str> {
             return_possible: assessment("return_possible"),
             return_by: optional_date("return_by")?,
             next_review: optional_date("next_review")?,
+            session: None,
         }),
         "item" => CaseAction::SetActionItem {
             item: Uuid::now_v7(),

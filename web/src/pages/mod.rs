@@ -7,6 +7,7 @@ pub mod login;
 pub mod persons;
 pub mod profile;
 pub mod reference;
+pub mod sessions;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -26,6 +27,7 @@ pub fn routes() -> Routes {
         .merge(persons::routes())
         .merge(cases::routes())
         .merge(directory::routes())
+        .merge(sessions::routes())
         .merge(admin::routes())
 }
 

@@ -1,0 +1,475 @@
+//! Consilium sittings: a sitting (date, level, chair, members) considers an agenda of cases,
+//! built from the register's "due for review" list, and records one review per case; its
+//! page is the printable protocol.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, RawForm, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use opora_domain::access::Text;
+use opora_domain::case::{AidDecision, CaseAction, CaseCommand, ReviewLevel};
+use opora_domain::consilium::{ConsiliumSession, SessionCommand};
+use opora_domain::person::{PersonalData, Sealed};
+use opora_domain::reference::RegionCode;
+use opora_store::{CommandBus, CommandError, CommandMeta};
+use sqlx::types::Json;
+use sqlx::Row;
+use time::Date;
+use uuid::Uuid;
+
+use crate::auth::guard::{PersonalScope, Routes, Rule, Viewer};
+use crate::chrome::Chrome;
+use crate::error::{AppError, AppResult};
+use crate::i18n::today_in;
+use crate::pages::cases::{case_error, case_in_scope, choices, parse_action, FormFields, ROLES};
+use crate::pages::persons::Choice;
+use crate::AppState;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/vyzov/konsiliumy", Rule::Roles(ROLES), sessions)
+        .get(
+            "/vyzov/konsiliumy/novoe",
+            Rule::Roles(ROLES),
+            new_session_form,
+        )
+        .post("/vyzov/konsiliumy", Rule::Roles(ROLES), hold_session)
+        .get("/vyzov/konsiliumy/{id}", Rule::Roles(ROLES), show_session)
+        .post(
+            "/vyzov/konsiliumy/{id}/rassmotrenie",
+            Rule::Roles(ROLES),
+            review_case,
+        )
+}
+
+/// Regions whose sittings the viewer sees (`None`: all).
+fn session_regions(scope: &PersonalScope) -> Option<Vec<String>> {
+    (!scope.everywhere).then(|| scope.regions.clone())
+}
+
+pub struct SessionRow {
+    pub id: Uuid,
+    pub held_on: Date,
+    pub region: String,
+    pub level: String,
+    pub chair: String,
+    pub cases: i64,
+    pub reviewed: i64,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "cases/sessions.html")]
+struct SessionsPage {
+    c: Chrome,
+    rows: Vec<SessionRow>,
+}
+
+async fn sessions(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+) -> AppResult<SessionsPage> {
+    let regions = session_regions(&viewer.personal_scope());
+    let rows = sqlx::query(
+        "SELECT s.id, s.held_on, coalesce(r.name, s.region_code) AS region, s.level, s.chair, \
+                cardinality(s.agenda)::bigint AS cases, \
+                (SELECT count(*) FROM cases.review v WHERE v.session = s.id) AS reviewed \
+           FROM cases.session s LEFT JOIN reference.region r ON r.code = s.region_code \
+          WHERE $1::text[] IS NULL OR s.region_code = ANY($1) ORDER BY s.held_on DESC LIMIT 200",
+    )
+    .bind(&regions)
+    .fetch_all(state.log.pool())
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(SessionRow {
+            id: row.try_get("id")?,
+            held_on: row.try_get("held_on")?,
+            region: row.try_get("region")?,
+            level: c.tr.of("level", &row.try_get::<String, _>("level")?),
+            chair: row.try_get("chair")?,
+            cases: row.try_get("cases")?,
+            reviewed: row.try_get("reviewed")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(SessionsPage { c, rows })
+}
+
+pub struct AgendaChoice {
+    pub id: Uuid,
+    pub case_number: String,
+    pub name: Option<String>,
+    pub due: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "cases/new_session.html")]
+struct NewSessionPage {
+    c: Chrome,
+    cases: Vec<AgendaChoice>,
+    regions: Vec<Choice>,
+    levels: Vec<Choice>,
+    consilia: Vec<Choice>,
+    today: Date,
+    command_id: Uuid,
+    error: Option<String>,
+}
+
+/// Open cases of children in institutions in the viewer's regions, those due for review
+/// first (and pre-selected).
+async fn agenda_choices(
+    state: &AppState,
+    scope: &PersonalScope,
+    today: Date,
+) -> AppResult<Vec<AgendaChoice>> {
+    let rows = sqlx::query(
+        "SELECT c.id, c.case_number, cases.needs_review(c.placed_on, c.last_review, $4) AS due, p.sealed \
+           FROM cases.child_case c LEFT JOIN persons.person p ON p.id = c.child \
+          WHERE NOT c.closed AND c.placed_on IS NOT NULL \
+            AND ($1 OR c.region_code = ANY($2) OR c.municipality = ANY($3)) \
+          ORDER BY 3 DESC, c.case_number LIMIT 500",
+    )
+    .bind(scope.everywhere)
+    .bind(&scope.regions)
+    .bind(&scope.municipalities)
+    .bind(today)
+    .fetch_all(state.log.pool())
+    .await?;
+    let mut sealed = Vec::new();
+    for row in &rows {
+        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
+        sealed.push(seal.map(|Json(s)| s));
+    }
+    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
+    let mut opened = state
+        .vault
+        .open_many::<PersonalData>(&readable)
+        .await?
+        .into_iter();
+    rows.iter()
+        .zip(&sealed)
+        .map(|(row, seal)| {
+            let personal = match seal {
+                Some(_) => opened.next().flatten(),
+                None => None,
+            };
+            Ok(AgendaChoice {
+                id: row.try_get("id")?,
+                case_number: row.try_get("case_number")?,
+                name: personal.as_ref().map(PersonalData::full_name),
+                due: row.try_get("due")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+async fn new_session_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    error: Option<String>,
+) -> AppResult<NewSessionPage> {
+    let scope = viewer.personal_scope();
+    let today = today_in("Europe/Moscow");
+    let regions = session_regions(&scope);
+    let (regions_choice, _) =
+        crate::pages::persons::region_choices(state.log.pool(), regions.as_deref()).await?;
+    let consilia = sqlx::query_as::<_, (Uuid, String)>(
+        "SELECT id, name FROM reference.organisation WHERE kind = 'consilium' \
+            AND ($1::text[] IS NULL OR region_code = ANY($1)) ORDER BY name",
+    )
+    .bind(&regions)
+    .fetch_all(state.log.pool())
+    .await?
+    .into_iter()
+    .map(|(id, name)| Choice {
+        value: id.to_string(),
+        label: name,
+    })
+    .collect();
+    Ok(NewSessionPage {
+        cases: agenda_choices(state, &scope, today).await?,
+        regions: regions_choice,
+        levels: choices(c.tr, "level", ReviewLevel::ALL),
+        consilia,
+        today,
+        command_id: Uuid::now_v7(),
+        c,
+        error,
+    })
+}
+
+async fn new_session_form(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+) -> AppResult<NewSessionPage> {
+    new_session_page(&state, c, &viewer, None).await
+}
+
+const SESSION_NAMESPACE: Uuid = Uuid::from_u128(0x6f70_6f72_612d_5345_5353_0000_0000_0001);
+
+async fn hold_session(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    let tr = c.tr;
+    let scope = viewer.personal_scope();
+    let allowed = session_regions(&scope);
+    let region = RegionCode::parse(form.get("region")).ok().filter(|r| {
+        allowed
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|x| x == r.as_str()))
+    });
+    let on = opora_domain::parse_date(form.get("on"));
+    let level = ReviewLevel::parse(form.get("level")).ok();
+    let chair = Text::parse(form.get("chair"));
+    let members: Vec<Text> = form
+        .get("members")
+        .lines()
+        .filter_map(Text::parse)
+        .collect();
+    let consilium = Uuid::parse_str(form.get("consilium")).ok();
+    // Only cases the viewer may see can be put on the agenda.
+    let offered: Vec<Uuid> = agenda_choices(&state, &scope, today_in("Europe/Moscow"))
+        .await?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    let agenda: Vec<Uuid> = form
+        .all("agenda")
+        .into_iter()
+        .filter_map(|raw| Uuid::parse_str(raw).ok())
+        .filter(|id| offered.contains(id))
+        .collect();
+    let (Some(region), Some(on), Some(level), Some(chair)) = (region, on, level, chair) else {
+        let page = new_session_page(&state, c, &viewer, Some(tr.t("session-fill-in"))).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    };
+    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
+    let id = Uuid::new_v5(&SESSION_NAMESPACE, command_id.as_bytes());
+    let bus = CommandBus::<ConsiliumSession>::new(state.log.clone(), ());
+    let result = bus
+        .execute(
+            &id.to_string(),
+            SessionCommand::Hold {
+                on,
+                today: today_in("Europe/Moscow"),
+                region,
+                level,
+                consilium,
+                chair,
+                members,
+                agenda,
+            },
+            &CommandMeta::new(viewer.actor()).with_command_id(command_id),
+        )
+        .await;
+    match result {
+        Ok(_) => Ok(Redirect::to(&format!("/vyzov/konsiliumy/{id}")).into_response()),
+        Err(CommandError::Rejected(error)) => {
+            let page = new_session_page(&state, c, &viewer, Some(error.to_string())).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+    }
+}
+
+pub struct AgendaRow {
+    pub case: Uuid,
+    pub case_number: String,
+    pub name: Option<String>,
+    pub entries: i64,
+    pub decision: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "cases/session.html")]
+struct SessionPage {
+    c: Chrome,
+    id: Uuid,
+    held_on: Date,
+    region: String,
+    level: String,
+    level_code: String,
+    consilium: String,
+    chair: String,
+    members: Vec<String>,
+    agenda: Vec<AgendaRow>,
+    aids: Vec<Choice>,
+    error: Option<String>,
+}
+
+async fn session_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    id: Uuid,
+    error: Option<String>,
+) -> AppResult<SessionPage> {
+    let tr = c.tr;
+    let scope = viewer.personal_scope();
+    let regions = session_regions(&scope);
+    let row = sqlx::query(
+        "SELECT s.*, coalesce(r.name, s.region_code) AS region_name, coalesce(o.name, '') AS consilium_name \
+           FROM cases.session s LEFT JOIN reference.region r ON r.code = s.region_code \
+           LEFT JOIN reference.organisation o ON o.id = s.consilium \
+          WHERE s.id = $1 AND ($2::text[] IS NULL OR s.region_code = ANY($2))",
+    )
+    .bind(id)
+    .bind(&regions)
+    .fetch_optional(state.log.pool())
+    .await?
+    .ok_or(AppError::NotFound)?;
+    let agenda_ids: Vec<Uuid> = row.try_get("agenda")?;
+    let Json(members): Json<Vec<String>> = row.try_get("members")?;
+    let level_code: String = row.try_get("level")?;
+    let mut agenda = Vec::new();
+    for case in agenda_ids {
+        // Cases outside the viewer's scope are left out of its view of the protocol.
+        let Ok(view) = case_in_scope(state, viewer, case, tr).await else {
+            continue;
+        };
+        let entries: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(sequence), 0) FROM event \
+              WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1",
+        )
+        .bind(case.to_string())
+        .fetch_one(state.log.pool())
+        .await?;
+        let decision = sqlx::query(
+            "SELECT aid, return_possible, return_by, next_review FROM cases.review \
+              WHERE case_id = $1 AND session = $2",
+        )
+        .bind(case)
+        .bind(id)
+        .fetch_optional(state.log.pool())
+        .await?
+        .map(|r| -> Result<String, sqlx::Error> {
+            let aid: String = r.try_get("aid")?;
+            let possible: Option<bool> = r.try_get("return_possible")?;
+            let by: Option<Date> = r.try_get("return_by")?;
+            let next: Option<Date> = r.try_get("next_review")?;
+            let mut text = tr.of("aid", &aid);
+            if possible == Some(true) {
+                text.push_str(&format!("; {}", tr.t("review-return-possible")));
+                if let Some(by) = by {
+                    text.push_str(&format!(" ({} {})", tr.t("review-return-by"), tr.date(&by)));
+                }
+            }
+            if let Some(next) = next {
+                text.push_str(&format!(
+                    "; {} {}",
+                    tr.t("case-next-review"),
+                    tr.date(&next)
+                ));
+            }
+            Ok(text)
+        })
+        .transpose()?;
+        agenda.push(AgendaRow {
+            case,
+            case_number: view.case_number,
+            name: view.name,
+            entries,
+            decision,
+        });
+    }
+    crate::audit::record(
+        state,
+        viewer,
+        crate::audit::Action::List,
+        Some("consilium_session"),
+        Some(&id.to_string()),
+    )
+    .await?;
+    Ok(SessionPage {
+        held_on: row.try_get("held_on")?,
+        region: row.try_get("region_name")?,
+        level: tr.of("level", &level_code),
+        level_code,
+        consilium: row.try_get("consilium_name")?,
+        chair: row.try_get("chair")?,
+        members,
+        agenda,
+        aids: choices(tr, "aid", AidDecision::ALL),
+        c,
+        id,
+        error,
+    })
+}
+
+async fn show_session(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> AppResult<SessionPage> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    session_page(&state, c, &viewer, id, None).await
+}
+
+/// Records the sitting's review of one case of its agenda (dated the sitting's date).
+async fn review_case(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let tr = c.tr;
+    let page = session_page(&state, c.clone(), &viewer, id, None).await?;
+    let form = FormFields::parse(&raw);
+    let case = Uuid::parse_str(form.get("case")).map_err(|_| AppError::NotFound)?;
+    let Some(row) = page.agenda.iter().find(|a| a.case == case) else {
+        return Err(AppError::NotFound);
+    };
+    let fail = |message: String| async {
+        let page = session_page(&state, c.clone(), &viewer, id, Some(message)).await?;
+        Ok::<_, AppError>((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+    };
+    if row.decision.is_some() {
+        return fail(tr.t("session-already-reviewed")).await;
+    }
+    if form.get("entries").parse::<i64>().ok() != Some(row.entries) {
+        return fail(tr.t("case-stale-form")).await;
+    }
+    let mut action = match parse_action(&form) {
+        Ok(action) => action,
+        Err(key) => return fail(tr.t(key)).await,
+    };
+    if let CaseAction::RecordReview(review) = &mut action {
+        review.session = Some(id);
+        review.level = ReviewLevel::parse(&page.level_code).unwrap_or(review.level);
+    } else {
+        return Err(AppError::NotFound);
+    }
+    let view = case_in_scope(&state, &viewer, case, tr).await?;
+    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
+    match state
+        .cases
+        .execute(
+            &case.to_string(),
+            CaseCommand {
+                on: page.held_on,
+                today: today_in(&view.time_zone),
+                born: view.birth_date,
+                action,
+            },
+            &CommandMeta::new(viewer.actor()).with_command_id(command_id),
+        )
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/vyzov/konsiliumy/{id}")).into_response()),
+        Err(CommandError::Rejected(error)) => fail(case_error(tr, &error)).await,
+        Err(CommandError::Conflict) => fail(tr.t("case-stale-form")).await,
+        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+    }
+}
