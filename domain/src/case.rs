@@ -56,6 +56,8 @@ labelled_enum!(ReviewLevel, ReviewLevel {
 });
 
 labelled_enum!(AidDecision, AidDecision {
+    /// Imported reviews whose decision the old register did not keep.
+    NotRecorded => ("not_recorded", "решение не указано"),
     NoAid => ("none", "помощь не требуется"),
     MaterialAid => ("material_aid", "материальная помощь через НКО-оператора"),
     Services => ("services", "услуги (психолог, юрист, сопровождение)"),

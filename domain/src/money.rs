@@ -29,8 +29,7 @@ impl fmt::Display for Rubles {
         let whole = (abs / 100).to_string();
         let mut grouped = String::new();
         for (i, digit) in whole.chars().enumerate() {
-            #[allow(clippy::manual_is_multiple_of)] // rust-version 1.85
-            if i > 0 && (whole.len() - i) % 3 == 0 {
+            if i > 0 && (whole.len() - i).is_multiple_of(3) {
                 grouped.push('\u{a0}');
             }
             grouped.push(digit);

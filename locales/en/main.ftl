@@ -482,3 +482,50 @@ session-record-review = Record the decision on this case
 session-already-reviewed = The decision on this case at this sitting is already recorded.
 session-fill-in = Give the date, region, level and chair.
 session-print-hint = This page can be printed: forms are left out of the printout.
+aid-not_recorded = decision not recorded (import)
+
+# «Вызов»: import
+nav-import = Import register
+import-title = Importing a register from a spreadsheet
+import-intro = Fill in the template (one row per child in an institution) or bring your spreadsheet to its columns, and upload it. You first see a check of every row and the likely duplicates; nothing is written until you confirm.
+import-template-xlsx = Template (XLSX)
+import-template-csv = Template (CSV)
+import-file = Spreadsheet file
+import-file-hint = XLSX, XLS, ODS or CSV up to 2 MB (about 10,000 rows); the first row holds the column titles, as in the template. Institutions must be in the region's directory.
+import-check = Check
+import-accepted = Accepted values
+import-preview = Import check
+import-valid-count = { $count ->
+    [one] { $count } row without errors
+   *[other] { $count } rows without errors
+}
+import-invalid-count = { $count ->
+    [one] { $count } row with errors
+   *[other] { $count } rows with errors
+}
+import-duplicate-count = { $count ->
+    [one] { $count } likely duplicate
+   *[other] { $count } likely duplicates
+}
+import-only-valid = Import only the rows without errors (rows with errors are left out)
+import-skip-duplicates = Leave out likely duplicates (same family name, given name and birth date already in the region or earlier in the file)
+import-run = Import
+import-line = Row
+import-result = Check
+import-row-ok = no errors
+import-duplicate = likely duplicate
+import-already-done = This import has been carried out.
+import-has-errors = Some rows have errors: correct them and upload the file again, or explicitly choose to import only the rows without errors. Nothing was written.
+import-done = Import done.
+import-unknown-value = a value not in the accepted list (see the import page)
+import-unknown-municipality = no such municipality in the region
+import-unknown-institution = no such institution in the region's directory: add it or correct the name
+import-future-date = the date has not come yet
+import-before-birth = the date is before birth
+import-not-utf8 = The CSV file is not UTF-8: save it from Excel as "CSV UTF-8".
+import-bad-file = The file could not be read as an XLSX, XLS, ODS or CSV spreadsheet.
+import-empty = The file has no data rows.
+import-too-many = The file has more than 10,000 rows: split it.
+import-too-large = The file is larger than 2 MB: split it.
+import-choose-region = Choose the region.
+import-choose-file = Choose a file.

@@ -489,3 +489,53 @@ session-record-review = Записать решение по делу
 session-already-reviewed = Решение по этому делу на заседании уже записано.
 session-fill-in = Укажите дату, регион, уровень и председателя.
 session-print-hint = Страницу можно распечатать: формы при печати не выводятся.
+aid-not_recorded = решение не указано (импорт)
+
+# «Вызов»: import
+nav-import = Загрузка реестра
+import-title = Загрузка реестра из таблицы
+import-intro = Заполните шаблон (по строке на ребёнка в учреждении) или приведите к нему свою таблицу и загрузите её. Сначала вы увидите проверку каждой строки и возможные дубли; в базу ничего не попадёт, пока вы не подтвердите загрузку.
+import-template-xlsx = Шаблон (XLSX)
+import-template-csv = Шаблон (CSV)
+import-file = Файл таблицы
+import-file-hint = XLSX, XLS, ODS или CSV до 2 МБ (около 10 000 строк); первая строка — заголовки столбцов, как в шаблоне. Учреждения должны быть в справочнике региона.
+import-check = Проверить
+import-accepted = Допустимые значения
+import-preview = Проверка загрузки
+import-valid-count = { $count ->
+    [one] { $count } строка без ошибок
+    [few] { $count } строки без ошибок
+   *[many] { $count } строк без ошибок
+}
+import-invalid-count = { $count ->
+    [one] { $count } строка с ошибками
+    [few] { $count } строки с ошибками
+   *[many] { $count } строк с ошибками
+}
+import-duplicate-count = { $count ->
+    [one] { $count } возможный дубль
+    [few] { $count } возможных дубля
+   *[many] { $count } возможных дублей
+}
+import-only-valid = Загрузить только строки без ошибок (строки с ошибками будут пропущены)
+import-skip-duplicates = Не загружать возможные дубли (та же фамилия, имя и дата рождения уже есть в регионе или выше в файле)
+import-run = Загрузить
+import-line = Строка
+import-result = Проверка
+import-row-ok = без ошибок
+import-duplicate = возможный дубль
+import-already-done = Эта загрузка уже выполнена.
+import-has-errors = В таблице есть строки с ошибками: исправьте их и загрузите файл снова, или явно выберите загрузку только строк без ошибок. Ничего не записано.
+import-done = Загрузка выполнена.
+import-unknown-value = значение не из списка допустимых (см. страницу загрузки)
+import-unknown-municipality = нет такого муниципального образования в регионе
+import-unknown-institution = нет такого учреждения в справочнике региона — добавьте его или исправьте название
+import-future-date = дата ещё не наступила
+import-before-birth = дата раньше рождения
+import-not-utf8 = CSV-файл не в кодировке UTF-8: сохраните его из Excel как «CSV UTF-8».
+import-bad-file = Файл не удалось прочитать как таблицу XLSX, XLS, ODS или CSV.
+import-empty = В файле нет строк с данными.
+import-too-many = В файле больше 10 000 строк: разделите его на части.
+import-too-large = Файл больше 2 МБ: разделите его на части.
+import-choose-region = Выберите регион.
+import-choose-file = Выберите файл.

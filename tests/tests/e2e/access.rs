@@ -67,6 +67,14 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
             Rule::Roles(PEOPLE)
         }
         ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
+        (
+            "GET",
+            "/vyzov/import"
+            | "/vyzov/import/shablon.xlsx"
+            | "/vyzov/import/shablon.csv"
+            | "/vyzov/import/{id}",
+        ) => Rule::Roles(EDITORS),
+        ("POST", "/vyzov/import" | "/vyzov/import/{id}") => Rule::Roles(EDITORS),
         (_, p) if p.starts_with("/admin/") => Rule::Roles(ADMIN),
         _ => return None,
     };

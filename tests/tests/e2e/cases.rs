@@ -593,3 +593,154 @@ async fn a_consilium_sitting_reviews_the_cases_due_and_its_protocol_shows_the_de
     altai.login("curator22").await;
     assert_eq!(altai.get(&session).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_import_with_bad_rows_writes_nothing_until_valid_rows_are_chosen() {
+    let test = TestApp::with_demo().await;
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let template = curator.get("/vyzov/import/shablon.csv").await;
+    assert!(template.body.starts_with('\u{feff}'));
+    let header = template
+        .body
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        header.contains("Фамилия") && header.contains("В учреждении с"),
+        "{header}"
+    );
+    let csv = format!(
+        "{header}\n\
+         Новикова;Вера;;01.02.2012;ж;Казань;ГБУ «СРЦН „Ласточка“» (демо);;{placed};заявление родителей;бедность;без статуса;;\n\
+         Орлов;Пётр;;01.02.2013;м;Казань;Несуществующий дом;СРЦН;{placed};суд;бедность;без статуса;;\n\
+         Демонстрационная;Алиса;;05.03.2014;ж;Казань;ГБУ «СРЦН „Ласточка“» (демо);;{placed};police;conflict;without_status;;\n",
+        placed = ago(100)
+    );
+    curator.get("/vyzov/import").await;
+    let uploaded = curator
+        .post_file(
+            "/vyzov/import",
+            &[("region", "16")],
+            ("reestr.csv", csv.as_bytes()),
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::SEE_OTHER, "{}", uploaded.body);
+    let batch = uploaded.location().to_owned();
+    let events_before: i64 = sqlx::query_scalar("SELECT count(*) FROM event")
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    let preview = curator.get(&batch).await;
+    assert!(
+        preview.body.contains("нет такого учреждения"),
+        "{}",
+        preview.body
+    );
+    assert!(
+        preview.body.contains("возможный дубль"),
+        "Алиса is already registered"
+    );
+    assert!(
+        preview.body.contains("2 строки без ошибок")
+            && preview.body.contains("1 строка с ошибками"),
+        "{}",
+        preview.body
+    );
+    // All rows asked for, one is bad: nothing is written.
+    let refused = curator.post(&batch, &[("mode", "all")]).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let events_after: i64 = sqlx::query_scalar("SELECT count(*) FROM event")
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(events_before, events_after, "nothing written");
+    // Explicitly the valid rows, duplicates left out: only Вера comes in.
+    let done = curator
+        .post(&batch, &[("mode", "valid"), ("skip_duplicates", "1")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let again = curator
+        .post(&batch, &[("mode", "valid"), ("skip_duplicates", "1")])
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    test.project().await;
+    let register = curator.get("/vyzov/reestr?q=Новикова").await;
+    assert!(register.body.contains("Новикова Вера"), "{}", register.body);
+    let people: i64 = sqlx::query_scalar("SELECT count(*) FROM persons.person")
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(people, 5, "four demo people and Вера, once");
+    // Another region's curator cannot see or run the batch.
+    let mut altai = test.client();
+    altai.login("curator22").await;
+    assert_eq!(altai.get(&batch).await.status, StatusCode::NOT_FOUND);
+    // The rows waited sealed: the batch table holds no name in clear.
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT sealed FROM access.import_batch")
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains("Новикова"));
+}
+
+#[tokio::test]
+async fn an_xlsx_register_is_read_like_the_template() {
+    let test = TestApp::with_demo().await;
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let headers: Vec<String> = (0..14).map(|i| format!("c{i}")).collect();
+    let row: Vec<String> = [
+        "Соколова",
+        "Дарья",
+        "",
+        "07.07.2011",
+        "женский",
+        "Казань",
+        "ГБУ «СРЦН „Ласточка“» (демо)",
+        "СРЦН",
+        &ago(50),
+        "решение суда",
+        "насилие",
+        "со статусом",
+        &ago(10),
+        "региональный",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let xlsx = opora_web::export::xlsx("Реестр", &headers, &[row]).unwrap();
+    curator.get("/vyzov/import").await;
+    let uploaded = curator
+        .post_file("/vyzov/import", &[("region", "16")], ("reestr.xlsx", &xlsx))
+        .await;
+    assert_eq!(uploaded.status, StatusCode::SEE_OTHER, "{}", uploaded.body);
+    let preview = curator.get(uploaded.location()).await;
+    assert!(
+        preview.body.contains("1 строка без ошибок"),
+        "{}",
+        preview.body
+    );
+    let done = curator.post(uploaded.location(), &[("mode", "all")]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    test.project().await;
+    let register = curator.get("/vyzov/reestr?q=Соколова").await;
+    assert!(register.body.contains("Соколова Дарья"));
+    assert!(
+        !register
+            .body
+            .contains("больше 6 месяцев без консилиума</strong>"),
+        "imported last review counts"
+    );
+    // Garbage is refused with a message, not a 500.
+    let junk = curator
+        .post_file(
+            "/vyzov/import",
+            &[("region", "16")],
+            ("reestr.xlsx", b"not a spreadsheet"),
+        )
+        .await;
+    assert_eq!(junk.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(junk.body.contains("не удалось прочитать"), "{}", junk.body);
+}

@@ -490,7 +490,11 @@ async fn region_today(state: &AppState, region: &RegionCode) -> AppResult<Date> 
 }
 
 /// The next case number of the region and year: «16-2026-00012».
-async fn next_case_number(state: &AppState, region: &RegionCode, year: i32) -> AppResult<String> {
+pub(crate) async fn next_case_number(
+    state: &AppState,
+    region: &RegionCode,
+    year: i32,
+) -> AppResult<String> {
     let number: i32 = sqlx::query_scalar(
         "INSERT INTO access.case_number (region_code, year, last) VALUES ($1, $2, 1) \
          ON CONFLICT (region_code, year) DO UPDATE SET last = access.case_number.last + 1 \

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod cases;
 pub mod directory;
+pub mod import;
 pub mod login;
 pub mod persons;
 pub mod profile;
@@ -28,6 +29,7 @@ pub fn routes() -> Routes {
         .merge(cases::routes())
         .merge(directory::routes())
         .merge(sessions::routes())
+        .merge(import::routes())
         .merge(admin::routes())
 }
 
