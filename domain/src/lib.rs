@@ -6,6 +6,7 @@
 pub mod access;
 pub mod case;
 pub mod consilium;
+pub mod family;
 pub mod money;
 pub mod organisation;
 pub mod person;

@@ -86,6 +86,8 @@ pub enum ValueError {
     AidDecision(String),
     #[error("Неизвестный вид выбытия «{0}».")]
     ExitKind(String),
+    #[error("Неизвестный статус семьи «{0}».")]
+    FamilyStatus(String),
 }
 
 /// Two or three digits, the code of a subject of the Federation.

@@ -52,6 +52,8 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ) => Rule::SignedIn,
         ("GET", "/lyudi" | "/lyudi.csv" | "/lyudi/novyi" | "/lyudi/{id}") => Rule::Roles(PEOPLE),
         ("POST", "/lyudi") => Rule::Roles(PEOPLE),
+        ("GET", "/lyudi/semi" | "/lyudi/semi/novaya" | "/lyudi/semi/{id}") => Rule::Roles(PEOPLE),
+        ("POST", "/lyudi/semi" | "/lyudi/semi/{id}/zapis") => Rule::Roles(PEOPLE),
         ("POST", "/lyudi/{id}/udalenie") => Rule::Roles(ADMIN),
         (
             "GET",

@@ -744,3 +744,113 @@ async fn an_xlsx_register_is_read_like_the_template() {
     assert_eq!(junk.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(junk.body.contains("не удалось прочитать"), "{}", junk.body);
 }
+
+#[tokio::test]
+async fn a_family_with_its_status_and_children_and_its_next_case() {
+    let test = TestApp::with_demo().await;
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let form = curator.get("/lyudi/semi/novaya").await;
+    let command_id = input(&form.body, "command_id");
+    let created = curator
+        .post(
+            "/lyudi/semi",
+            &[
+                ("command_id", &command_id),
+                ("name", "семья Демонстрационных"),
+                ("region", "16"),
+                ("status", "tzhs"),
+                ("large", "1"),
+                ("address", "Казань, ул. Примерная, 1"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let family = created.location().to_owned();
+    test.project().await;
+    let page = curator.get(&family).await;
+    assert!(
+        page.body.contains("семья Демонстрационных")
+            && page.body.contains("трудная жизненная ситуация")
+    );
+    // Link Тимур (offered among the region's children).
+    let timur = {
+        let at = page.body.find(">Демонстрационный Тимур<").unwrap();
+        let before = &page.body[..at];
+        let value = before.rfind("value=\"").unwrap() + 7;
+        before[value..].split('"').next().unwrap().to_owned()
+    };
+    let linked = curator
+        .post(
+            &format!("{family}/zapis"),
+            &[("action", "link"), ("child", &timur)],
+        )
+        .await;
+    assert_eq!(linked.status, StatusCode::SEE_OTHER, "{}", linked.body);
+    let foreign = curator
+        .post(
+            &format!("{family}/zapis"),
+            &[("action", "link"), ("child", &Uuid::now_v7().to_string())],
+        )
+        .await;
+    assert_eq!(
+        foreign.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "only offered children can be linked"
+    );
+    let no_reason = curator
+        .post(
+            &format!("{family}/zapis"),
+            &[("action", "status"), ("status", "sop")],
+        )
+        .await;
+    assert_eq!(
+        no_reason.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a status change needs a reason"
+    );
+    test.project().await;
+    let page = curator.get(&family).await;
+    assert!(
+        page.body.contains("16-2025-Д0002"),
+        "the child's case is shown with the family"
+    );
+    // A new case for Тимур carries the family.
+    let form = curator
+        .get(&format!("/vyzov/dela/novoe?person={timur}"))
+        .await;
+    let command_id = input(&form.body, "command_id");
+    let opened = curator
+        .post(
+            "/vyzov/dela",
+            &[
+                ("person", &timur),
+                ("command_id", &command_id),
+                ("on", &ago(2)),
+            ],
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
+    test.project().await;
+    let family_id: Option<Uuid> =
+        sqlx::query_scalar("SELECT family FROM cases.child_case WHERE id = $1::uuid")
+            .bind(opened.location().trim_start_matches("/vyzov/dela/"))
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        family_id.map(|f| f.to_string()).as_deref(),
+        Some(family.trim_start_matches("/lyudi/semi/"))
+    );
+    // The family's data is sealed in the log, and another region cannot see the family.
+    let dump: String = sqlx::query_scalar(
+        "SELECT string_agg(payload::text, ' ') FROM event WHERE aggregate_type = 'Family'",
+    )
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    assert!(!dump.contains("Демонстрационных") && !dump.contains("Примерная"));
+    let mut altai = test.client();
+    altai.login("curator22").await;
+    assert_eq!(altai.get(&family).await.status, StatusCode::NOT_FOUND);
+}

@@ -549,6 +549,7 @@ async fn open_case(
         return Ok(Redirect::to(&format!("/vyzov/dela/{id}")).into_response());
     }
     let case_number = next_case_number(&state, &region, on.year()).await?;
+    let family = crate::pages::families::family_of(&state, person).await?;
     let command = CaseCommand {
         on,
         today,
@@ -558,7 +559,7 @@ async fn open_case(
             case_number,
             region,
             municipality,
-            family: None,
+            family,
         },
     };
     match state

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod cases;
 pub mod directory;
+pub mod families;
 pub mod import;
 pub mod login;
 pub mod persons;
@@ -26,6 +27,7 @@ pub fn routes() -> Routes {
         .merge(profile::routes())
         .merge(reference::routes())
         .merge(persons::routes())
+        .merge(families::routes())
         .merge(cases::routes())
         .merge(directory::routes())
         .merge(sessions::routes())

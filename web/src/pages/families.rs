@@ -1,0 +1,433 @@
+//! Families: their status (ТЖС, СОП), large family, and their children; scoped and logged
+//! like every record with personal data.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, RawForm, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use opora_domain::access::Text;
+use opora_domain::family::{Family, FamilyCommand, FamilyData, FamilyError, FamilyStatus};
+use opora_domain::person::{PersonalData, Sealed};
+use opora_domain::reference::RegionCode;
+use opora_store::{CommandBus, CommandError, CommandMeta};
+use serde::Deserialize;
+use sqlx::types::Json;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::audit::{self, Action};
+use crate::auth::guard::{PersonalScope, Routes, Rule, Viewer};
+use crate::chrome::Chrome;
+use crate::error::{AppError, AppResult};
+use crate::i18n::{today_in, Tr};
+use crate::pages::cases::{choices, FormFields};
+use crate::pages::persons::{Choice, MunicipalityGroup, ROLES};
+use crate::AppState;
+
+const RECORD: &str = "family";
+const FAMILY_NAMESPACE: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4641_4d49_4c59_0000_0001);
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/lyudi/semi", Rule::Roles(ROLES), families)
+        .get("/lyudi/semi/novaya", Rule::Roles(ROLES), new_family_form)
+        .post("/lyudi/semi", Rule::Roles(ROLES), register_family)
+        .get("/lyudi/semi/{id}", Rule::Roles(ROLES), show_family)
+        .post("/lyudi/semi/{id}/zapis", Rule::Roles(ROLES), change_family)
+}
+
+pub struct FamilyRow {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub region: String,
+    pub status: String,
+    pub large: bool,
+    pub children: i64,
+}
+
+async fn family_rows(
+    state: &AppState,
+    scope: &PersonalScope,
+    tr: Tr,
+    id: Option<Uuid>,
+) -> AppResult<Vec<(FamilyRow, Option<FamilyData>, String)>> {
+    let rows = sqlx::query(
+        "SELECT f.id, f.sealed, f.status, f.large, f.region_code, coalesce(r.name, f.region_code) AS region, \
+                (SELECT count(*) FROM persons.family_child c WHERE c.family = f.id) AS children \
+           FROM persons.family f LEFT JOIN reference.region r ON r.code = f.region_code \
+          WHERE ($1 OR f.region_code = ANY($2) OR f.municipality = ANY($3)) \
+            AND ($4::uuid IS NULL OR f.id = $4) \
+          ORDER BY f.registered_at DESC LIMIT 500",
+    )
+    .bind(scope.everywhere)
+    .bind(&scope.regions)
+    .bind(&scope.municipalities)
+    .bind(id)
+    .fetch_all(state.log.pool())
+    .await?;
+    let mut sealed = Vec::new();
+    for row in &rows {
+        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
+        sealed.push(seal.map(|Json(s)| s));
+    }
+    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
+    let mut opened = state
+        .vault
+        .open_many::<FamilyData>(&readable)
+        .await?
+        .into_iter();
+    let mut out = Vec::new();
+    for (row, seal) in rows.iter().zip(&sealed) {
+        let data = match seal {
+            Some(_) => opened.next().flatten(),
+            None => None,
+        };
+        let status: String = row.try_get("status")?;
+        out.push((
+            FamilyRow {
+                id: row.try_get("id")?,
+                name: data.as_ref().map(|d| d.name.clone()),
+                region: row.try_get("region")?,
+                status: tr.of("family-status", &status),
+                large: row.try_get("large")?,
+                children: row.try_get("children")?,
+            },
+            data,
+            row.try_get("region_code")?,
+        ));
+    }
+    Ok(out)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "persons/families.html")]
+struct FamiliesPage {
+    c: Chrome,
+    rows: Vec<FamilyRow>,
+}
+
+async fn families(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+) -> AppResult<FamiliesPage> {
+    let rows = family_rows(&state, &viewer.personal_scope(), c.tr, None)
+        .await?
+        .into_iter()
+        .map(|(row, _, _)| row)
+        .collect();
+    audit::record(&state, &viewer, Action::List, Some(RECORD), None).await?;
+    Ok(FamiliesPage { c, rows })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "persons/new_family.html")]
+struct NewFamilyPage {
+    c: Chrome,
+    regions: Vec<Choice>,
+    municipalities: Vec<MunicipalityGroup>,
+    statuses: Vec<Choice>,
+    command_id: Uuid,
+    error: Option<String>,
+}
+
+async fn new_family_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    error: Option<String>,
+) -> AppResult<NewFamilyPage> {
+    let allowed: Option<Vec<String>> = viewer
+        .registration_regions()
+        .map(|r| r.iter().map(|c| c.as_str().to_owned()).collect());
+    let (regions, municipalities) =
+        crate::pages::persons::region_choices(state.log.pool(), allowed.as_deref()).await?;
+    Ok(NewFamilyPage {
+        statuses: choices(c.tr, "family-status", FamilyStatus::ALL),
+        c,
+        regions,
+        municipalities,
+        command_id: Uuid::now_v7(),
+        error,
+    })
+}
+
+async fn new_family_form(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+) -> AppResult<NewFamilyPage> {
+    new_family_page(&state, c, &viewer, None).await
+}
+
+async fn register_family(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    let tr = c.tr;
+    let allowed = viewer.registration_regions();
+    let region = RegionCode::parse(form.get("region"))
+        .ok()
+        .filter(|r| allowed.as_ref().is_none_or(|a| a.contains(r)));
+    let name = Text::parse(form.get("name"));
+    let status = FamilyStatus::parse(form.get("status")).ok();
+    let municipality = Uuid::parse_str(form.get("municipality")).ok();
+    let (Some(region), Some(name), Some(status)) = (region, name, status) else {
+        let page = new_family_page(&state, c, &viewer, Some(tr.t("family-fill-in"))).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    };
+    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
+    let id = Uuid::new_v5(&FAMILY_NAMESPACE, command_id.as_bytes());
+    let data = FamilyData {
+        name: name.as_str().to_owned(),
+        address: Text::parse(form.get("address")).map(|t| t.as_str().to_owned()),
+        phone: Text::parse(form.get("phone")).map(|t| t.as_str().to_owned()),
+    };
+    let personal = state.vault.seal(id, &data).await?;
+    let bus = CommandBus::<Family>::new(state.log.clone(), ());
+    bus.execute(
+        &id.to_string(),
+        FamilyCommand::Register {
+            on: today_in("Europe/Moscow"),
+            region,
+            municipality,
+            status,
+            large: form.get("large") == "1",
+            personal,
+        },
+        &CommandMeta::new(viewer.actor()).with_command_id(command_id),
+    )
+    .await
+    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+    Ok(Redirect::to(&format!("/lyudi/semi/{id}")).into_response())
+}
+
+pub struct ChildRow {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub cases: Vec<(Uuid, String)>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "persons/family.html")]
+struct FamilyPage {
+    c: Chrome,
+    family: FamilyRow,
+    data: Option<FamilyData>,
+    children: Vec<ChildRow>,
+    candidates: Vec<Choice>,
+    statuses: Vec<Choice>,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+async fn names(state: &AppState, sealed: &[Option<Sealed>]) -> AppResult<Vec<Option<String>>> {
+    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
+    let mut opened = state
+        .vault
+        .open_many::<PersonalData>(&readable)
+        .await?
+        .into_iter();
+    Ok(sealed
+        .iter()
+        .map(|s| match s {
+            Some(_) => opened.next().flatten().map(|p| p.full_name()),
+            None => None,
+        })
+        .collect())
+}
+
+async fn family_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    id: Uuid,
+    error: Option<String>,
+    notice: Option<String>,
+) -> AppResult<FamilyPage> {
+    let scope = viewer.personal_scope();
+    let Some((family, data, region)) = family_rows(state, &scope, c.tr, Some(id))
+        .await?
+        .into_iter()
+        .next()
+    else {
+        audit::record(
+            state,
+            viewer,
+            Action::Refused,
+            Some(RECORD),
+            Some(&id.to_string()),
+        )
+        .await?;
+        return Err(AppError::NotFound);
+    };
+    audit::record(
+        state,
+        viewer,
+        Action::View,
+        Some(RECORD),
+        Some(&id.to_string()),
+    )
+    .await?;
+    let rows = sqlx::query(
+        "SELECT p.id, p.sealed FROM persons.family_child fc JOIN persons.person p ON p.id = fc.child \
+          WHERE fc.family = $1 ORDER BY p.registered_at",
+    )
+    .bind(id)
+    .fetch_all(state.log.pool())
+    .await?;
+    let mut sealed = Vec::new();
+    let mut ids = Vec::new();
+    for row in &rows {
+        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
+        sealed.push(seal.map(|Json(s)| s));
+        ids.push(row.try_get::<Uuid, _>("id")?);
+    }
+    let child_names = names(state, &sealed).await?;
+    let mut children = Vec::new();
+    for (child, name) in ids.into_iter().zip(child_names) {
+        let cases = sqlx::query_as("SELECT id, case_number FROM cases.child_case WHERE child = $1")
+            .bind(child)
+            .fetch_all(state.log.pool())
+            .await?;
+        children.push(ChildRow {
+            id: child,
+            name,
+            cases,
+        });
+    }
+    // Children of the region not yet in this family, to link.
+    let rows = sqlx::query(
+        "SELECT p.id, p.sealed FROM persons.person p \
+          WHERE p.kind = 'child' AND p.region_code = $1 AND p.sealed IS NOT NULL \
+            AND NOT EXISTS (SELECT 1 FROM persons.family_child fc WHERE fc.family = $2 AND fc.child = p.id) \
+          ORDER BY p.registered_at DESC LIMIT 300",
+    )
+    .bind(&region)
+    .bind(id)
+    .fetch_all(state.log.pool())
+    .await?;
+    let mut sealed = Vec::new();
+    let mut ids = Vec::new();
+    for row in &rows {
+        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
+        sealed.push(seal.map(|Json(s)| s));
+        ids.push(row.try_get::<Uuid, _>("id")?);
+    }
+    let candidates = ids
+        .into_iter()
+        .zip(names(state, &sealed).await?)
+        .filter_map(|(id, name)| {
+            Some(Choice {
+                value: id.to_string(),
+                label: name?,
+            })
+        })
+        .collect();
+    Ok(FamilyPage {
+        statuses: choices(c.tr, "family-status", FamilyStatus::ALL),
+        c,
+        family,
+        data,
+        children,
+        candidates,
+        error,
+        notice,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+async fn show_family(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(query): Query<NoticeQuery>,
+) -> AppResult<FamilyPage> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let notice = query.notice.and_then(|k| c.tr.try_t(&k));
+    family_page(&state, c, &viewer, id, None, notice).await
+}
+
+fn family_error(tr: Tr, error: &FamilyError) -> String {
+    tr.t(match error {
+        FamilyError::AlreadyRegistered => "family-exists",
+        FamilyError::NotRegistered | FamilyError::WrongSubject => "family-not-found",
+        FamilyError::SameStatus | FamilyError::SameLarge => "directory-same-details",
+        FamilyError::AlreadyLinked => "family-already-linked",
+        FamilyError::NotLinked => "family-not-linked",
+    })
+}
+
+async fn change_family(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let tr = c.tr;
+    // In scope, or 404 (the page load checks and logs it).
+    let page = family_page(&state, c.clone(), &viewer, id, None, None).await?;
+    let form = FormFields::parse(&raw);
+    let on = today_in("Europe/Moscow");
+    let reason = Text::parse(form.get("reason"));
+    let child = Uuid::parse_str(form.get("child")).ok();
+    let command = match (form.get("action"), reason, child) {
+        ("status", Some(reason), _) => FamilyStatus::parse(form.get("status"))
+            .ok()
+            .map(|status| FamilyCommand::ChangeStatus { on, status, reason }),
+        ("large", _, _) => Some(FamilyCommand::MarkLarge {
+            on,
+            large: form.get("large") == "1",
+        }),
+        // Only a child of the family's region that the page offered can be linked.
+        ("link", _, Some(child))
+            if page.candidates.iter().any(|c| c.value == child.to_string()) =>
+        {
+            Some(FamilyCommand::LinkChild { on, child })
+        }
+        ("unlink", Some(reason), Some(child)) => {
+            Some(FamilyCommand::UnlinkChild { on, child, reason })
+        }
+        _ => None,
+    };
+    let Some(command) = command else {
+        let page = family_page(&state, c, &viewer, id, Some(tr.t("family-fill-in")), None).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    };
+    let bus = CommandBus::<Family>::new(state.log.clone(), ());
+    match bus
+        .execute(&id.to_string(), command, &CommandMeta::new(viewer.actor()))
+        .await
+    {
+        Ok(_) => {
+            Ok(Redirect::to(&format!("/lyudi/semi/{id}?notice=case-recorded")).into_response())
+        }
+        Err(CommandError::Rejected(error)) => {
+            let page =
+                family_page(&state, c, &viewer, id, Some(family_error(tr, &error)), None).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+    }
+}
+
+/// The family a child belongs to (the first, if several), for a new case.
+pub async fn family_of(state: &AppState, child: Uuid) -> AppResult<Option<Uuid>> {
+    Ok(
+        sqlx::query_scalar("SELECT family FROM persons.family_child WHERE child = $1 LIMIT 1")
+            .bind(child)
+            .fetch_optional(state.log.pool())
+            .await?,
+    )
+}
