@@ -505,12 +505,6 @@ struct UserPage {
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-    error: Option<String>,
-}
-
 fn user_id(raw: &str) -> AppResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
 }
@@ -519,7 +513,7 @@ async fn show_user(
     State(state): State<AppState>,
     c: Chrome,
     Path(id): Path<String>,
-    Query(query): Query<NoticeQuery>,
+    Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<UserPage> {
     let id = user_id(&id)?;
     let (user, _) = load_users(state.log.pool(), c.tr, Some(id))
@@ -528,10 +522,9 @@ async fn show_user(
         .next()
         .ok_or(AppError::NotFound)?;
     let choices = grant_choices(state.log.pool(), c.tr).await?;
-    let known = |key: Option<String>| key.and_then(|k| c.tr.try_t(&k));
     Ok(UserPage {
-        notice: known(query.notice),
-        error: known(query.error),
+        notice: query.notice(c.tr),
+        error: query.error(c.tr),
         c,
         user,
         choices,

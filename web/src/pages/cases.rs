@@ -147,23 +147,10 @@ async fn register_rows(
     .bind(months)
     .fetch_all(state.log.pool())
     .await?;
-    let mut sealed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
-        sealed.push(seal.map(|Json(s)| s));
-    }
-    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
-    let mut opened = state
-        .vault
-        .open_many::<PersonalData>(&readable)
-        .await?
-        .into_iter();
+    let opened: Vec<Option<PersonalData>> =
+        crate::pages::persons::open_sealed(state, &rows).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (row, seal) in rows.iter().zip(&sealed) {
-        let personal = match seal {
-            Some(_) => opened.next().flatten(),
-            None => None,
-        };
+    for (row, personal) in rows.iter().zip(opened) {
         let placed_on: Option<Date> = row.try_get("placed_on")?;
         let institution_type: Option<String> = row.try_get("institution_type")?;
         let legal_status: Option<String> = row.try_get("legal_status")?;
@@ -988,20 +975,15 @@ async fn load_case_page(
     })
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
 async fn show_case(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
     Path(id): Path<String>,
-    Query(query): Query<NoticeQuery>,
+    Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<CasePage> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
-    let notice = query.notice.and_then(|k| c.tr.try_t(&k));
+    let id = crate::pages::record_id(&id)?;
+    let notice = query.notice(c.tr);
     load_case_page(&state, c, &viewer, id, None, notice).await
 }
 
@@ -1144,7 +1126,7 @@ async fn record_fact(
     Path(id): Path<String>,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     let case = case_in_scope(&state, &viewer, id, c.tr).await?;
     let form = FormFields::parse(&raw);
     let tr = c.tr;

@@ -12,11 +12,10 @@ use opora_domain::case::{InstitutionType, ReviewLevel};
 use opora_domain::organisation::{
     Organisation, OrganisationCommand, OrganisationDetails, OrganisationKind,
 };
-use opora_domain::person::{PersonalData, Sealed};
+use opora_domain::person::PersonalData;
 use opora_domain::reference::{PlaceName, RegionCode};
 use opora_store::{CommandError, CommandMeta};
 use serde::Deserialize;
-use sqlx::types::Json;
 use sqlx::Row;
 use time::Date;
 use uuid::Uuid;
@@ -173,18 +172,13 @@ fn editable_regions(viewer: &Viewer) -> Vec<String> {
         .collect()
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
 async fn directory(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Query(query): Query<NoticeQuery>,
+    Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<DirectoryPage> {
-    let notice = query.notice.and_then(|k| c.tr.try_t(&k));
+    let notice = query.notice(c.tr);
     page(&state, c, &viewer, None, notice).await
 }
 
@@ -293,7 +287,7 @@ async fn change_details(
     Path(id): Path<String>,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT kind, region_code FROM reference.organisation WHERE id = $1")
             .bind(id)
@@ -390,23 +384,10 @@ async fn tasks(
     .bind(query.overdue.trim())
     .fetch_all(state.log.pool())
     .await?;
-    let mut sealed = Vec::new();
-    for row in &rows {
-        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
-        sealed.push(seal.map(|Json(s)| s));
-    }
-    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
-    let mut opened = state
-        .vault
-        .open_many::<PersonalData>(&readable)
-        .await?
-        .into_iter();
+    let opened: Vec<Option<PersonalData>> =
+        crate::pages::persons::open_sealed(&state, &rows).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (row, seal) in rows.iter().zip(&sealed) {
-        let personal = match seal {
-            Some(_) => opened.next().flatten(),
-            None => None,
-        };
+    for (row, personal) in rows.iter().zip(opened) {
         let due: Date = row.try_get("due")?;
         out.push(TaskRow {
             case_id: row.try_get("case_id")?,

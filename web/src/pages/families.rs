@@ -11,7 +11,6 @@ use opora_domain::family::{Family, FamilyCommand, FamilyData, FamilyError, Famil
 use opora_domain::person::{PersonalData, Sealed};
 use opora_domain::reference::RegionCode;
 use opora_store::{CommandBus, CommandError, CommandMeta};
-use serde::Deserialize;
 use sqlx::types::Json;
 use sqlx::Row;
 use uuid::Uuid;
@@ -66,23 +65,9 @@ async fn family_rows(
     .bind(id)
     .fetch_all(state.log.pool())
     .await?;
-    let mut sealed = Vec::new();
-    for row in &rows {
-        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
-        sealed.push(seal.map(|Json(s)| s));
-    }
-    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
-    let mut opened = state
-        .vault
-        .open_many::<FamilyData>(&readable)
-        .await?
-        .into_iter();
+    let opened: Vec<Option<FamilyData>> = crate::pages::persons::open_sealed(state, &rows).await?;
     let mut out = Vec::new();
-    for (row, seal) in rows.iter().zip(&sealed) {
-        let data = match seal {
-            Some(_) => opened.next().flatten(),
-            None => None,
-        };
+    for (row, data) in rows.iter().zip(opened) {
         let status: String = row.try_get("status")?;
         out.push((
             FamilyRow {
@@ -340,20 +325,15 @@ async fn family_page(
     })
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
 async fn show_family(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
     Path(id): Path<String>,
-    Query(query): Query<NoticeQuery>,
+    Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<FamilyPage> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
-    let notice = query.notice.and_then(|k| c.tr.try_t(&k));
+    let id = crate::pages::record_id(&id)?;
+    let notice = query.notice(c.tr);
     family_page(&state, c, &viewer, id, None, notice).await
 }
 
@@ -374,7 +354,7 @@ async fn change_family(
     Path(id): Path<String>,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     let tr = c.tr;
     // In scope, or 404 (the page load checks and logs it).
     let page = family_page(&state, c.clone(), &viewer, id, None, None).await?;

@@ -648,7 +648,7 @@ async fn preview(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> AppResult<PreviewPage> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     preview_page(&state, c, &viewer, id, None).await
 }
 
@@ -659,7 +659,7 @@ async fn execute(
     Path(id): Path<String>,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     let form = FormFields::parse(&raw);
     let tr = c.tr;
     let batch = load_batch(&state, &viewer, id).await?;

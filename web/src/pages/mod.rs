@@ -18,6 +18,29 @@ use axum::response::IntoResponse;
 
 use crate::auth::guard::{Routes, Rule};
 use crate::chrome::Chrome;
+use crate::error::{AppError, AppResult};
+use crate::i18n::Tr;
+
+/// `?notice=KEY` (or `?error=KEY`) after a form: the message, if KEY is one.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+impl NoticeQuery {
+    pub fn notice(&self, tr: Tr) -> Option<String> {
+        self.notice.as_deref().and_then(|k| tr.try_t(k))
+    }
+    pub fn error(&self, tr: Tr) -> Option<String> {
+        self.error.as_deref().and_then(|k| tr.try_t(k))
+    }
+}
+
+/// The id in a record's address; anything else is a missing record.
+pub fn record_id(raw: &str) -> AppResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
+}
 
 pub fn routes() -> Routes {
     Routes::new()

@@ -251,6 +251,28 @@ async fn export(State(state): State<AppState>, c: Chrome, viewer: Viewer) -> App
     ))
 }
 
+/// Opens the `sealed` column of each row (one key query for all); `None` for a row whose
+/// data is erased or absent.
+pub async fn open_sealed<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    rows: &[sqlx::postgres::PgRow],
+) -> AppResult<Vec<Option<T>>> {
+    let mut sealed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
+        sealed.push(seal.map(|Json(s)| s));
+    }
+    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
+    let mut opened = state.vault.open_many::<T>(&readable).await?.into_iter();
+    Ok(sealed
+        .iter()
+        .map(|seal| match seal {
+            Some(_) => opened.next().flatten(),
+            None => None,
+        })
+        .collect())
+}
+
 pub struct Choice {
     pub value: String,
     pub label: String,
@@ -509,7 +531,7 @@ async fn show(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> AppResult<ShowPage> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     let scope = viewer.personal_scope();
     let Some(person) = fetch(&state, &scope, "AND p.id = $4", Some(id))
         .await?
@@ -576,7 +598,7 @@ async fn erase(
     Path(id): Path<String>,
     Form(form): Form<crate::pages::admin::ReasonForm>,
 ) -> AppResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     let exists: bool =
         sqlx::query_scalar("SELECT exists(SELECT 1 FROM persons.person WHERE id = $1)")
             .bind(id)

@@ -33,11 +33,6 @@ struct ProfilePage {
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
-}
-
 async fn page(
     state: &AppState,
     c: Chrome,
@@ -63,7 +58,7 @@ async fn show(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Query(query): Query<NoticeQuery>,
+    Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<ProfilePage> {
     let notice = query
         .notice

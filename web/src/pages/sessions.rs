@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::Text;
 use opora_domain::case::{AidDecision, CaseAction, CaseCommand, ReviewLevel};
 use opora_domain::consilium::{ConsiliumSession, SessionCommand};
-use opora_domain::person::{PersonalData, Sealed};
+use opora_domain::person::PersonalData;
 use opora_domain::reference::RegionCode;
 use opora_store::{CommandBus, CommandError, CommandMeta};
 use sqlx::types::Json;
@@ -137,24 +137,11 @@ async fn agenda_choices(
     .bind(today)
     .fetch_all(state.log.pool())
     .await?;
-    let mut sealed = Vec::new();
-    for row in &rows {
-        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
-        sealed.push(seal.map(|Json(s)| s));
-    }
-    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
-    let mut opened = state
-        .vault
-        .open_many::<PersonalData>(&readable)
-        .await?
-        .into_iter();
+    let opened: Vec<Option<PersonalData>> =
+        crate::pages::persons::open_sealed(state, &rows).await?;
     rows.iter()
-        .zip(&sealed)
-        .map(|(row, seal)| {
-            let personal = match seal {
-                Some(_) => opened.next().flatten(),
-                None => None,
-            };
+        .zip(opened)
+        .map(|(row, personal)| {
             Ok(AgendaChoice {
                 id: row.try_get("id")?,
                 case_number: row.try_get("case_number")?,
@@ -411,7 +398,7 @@ async fn show_session(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> AppResult<SessionPage> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     session_page(&state, c, &viewer, id, None).await
 }
 
@@ -423,7 +410,7 @@ async fn review_case(
     Path(id): Path<String>,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound)?;
+    let id = crate::pages::record_id(&id)?;
     let tr = c.tr;
     let page = session_page(&state, c.clone(), &viewer, id, None).await?;
     let form = FormFields::parse(&raw);
