@@ -54,6 +54,24 @@ impl AgeBand {
             _ => Self::Adult,
         }
     }
+    /// Every band with its stored code (its serde name).
+    pub const ALL: [(Self, &'static str); 6] = [
+        (Self::From0To2, "from0_to2"),
+        (Self::From3To6, "from3_to6"),
+        (Self::From7To10, "from7_to10"),
+        (Self::From11To14, "from11_to14"),
+        (Self::From15To17, "from15_to17"),
+        (Self::Adult, "adult"),
+    ];
+    pub fn code(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(b, _)| *b == self)
+            .map_or("", |(_, c)| c)
+    }
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, c)| *c == code).map(|(b, _)| *b)
+    }
     pub fn label(self) -> &'static str {
         match self {
             Self::From0To2 => "0–2",
@@ -363,6 +381,14 @@ impl Aggregate for Person {
 mod tests {
     use super::*;
     use time::macros::date;
+
+    #[test]
+    fn age_band_codes_are_their_stored_names() {
+        for (band, code) in AgeBand::ALL {
+            assert_eq!(serde_json::to_value(band).unwrap(), serde_json::json!(code));
+            assert_eq!(AgeBand::from_code(code), Some(band));
+        }
+    }
 
     #[test]
     fn age_bands_turn_on_the_birthday() {

@@ -18,13 +18,6 @@ use crate::{Projection, ProjectionError};
 
 pub struct CasesProjection;
 
-fn code<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 #[async_trait]
 impl Projection for CasesProjection {
     fn name(&self) -> &'static str {
@@ -89,7 +82,7 @@ async fn write_session(
             .bind(id)
             .bind(region.as_str())
             .bind(on)
-            .bind(code(&level))
+            .bind(level.code())
             .bind(consilium)
             .bind(chair.as_str())
             .bind(Json(members))
@@ -257,11 +250,11 @@ async fn write_case(
         .bind(id)
         .bind(review.review)
         .bind(on)
-        .bind(code(&review.level))
+        .bind(review.level.code())
         .bind(review.placement_justified)
         .bind(review.stay_justified)
         .bind(review.parental_claim_justified)
-        .bind(code(&review.aid))
+        .bind(review.aid.code())
         .bind(review.return_possible)
         .bind(review.return_by)
         .bind(review.next_review)

@@ -13,13 +13,6 @@ use crate::{Projection, ProjectionError};
 
 pub struct PersonsProjection;
 
-fn code<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 async fn apply_family(
     conn: &mut PgConnection,
     id: uuid::Uuid,
@@ -102,7 +95,7 @@ impl Projection for PersonsProjection {
                 .bind(region.as_str().to_owned())
                 .bind(municipality)
                 .bind(sex.code())
-                .bind(code(&age_band))
+                .bind(age_band.code())
                 .bind(Json(personal))
                 .bind(event.recorded_at)
                 .bind(event.actor.clone()),
@@ -113,7 +106,7 @@ impl Projection for PersonsProjection {
                 )
                 .bind(id)
                 .bind(Json(personal))
-                .bind(code(&age_band)),
+                .bind(age_band.code()),
                 PersonEvent::PersonalDataErased { .. } => {
                     sqlx::query("UPDATE person SET sealed = NULL, erased = true WHERE id = $1")
                         .bind(id)

@@ -44,6 +44,11 @@ impl Chrome {
         format!("/yazyk/{lang}?next={}", urlencoding(&self.path))
     }
 
+    /// A fresh id for a form's `command_id` (a retry of the same form carries the same id).
+    pub fn new_id(&self) -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
     pub fn lang(&self) -> &'static str {
         self.tr.lang.code()
     }

@@ -34,6 +34,36 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// Failures of the libraries under the pages are unexpected: logged in full, shown calmly.
+macro_rules! unexpected_from {
+    ($($t:ty),+ $(,)?) => {$(
+        impl From<$t> for AppError {
+            fn from(error: $t) -> Self {
+                Self::Unexpected(anyhow::anyhow!("{error}"))
+            }
+        }
+    )+};
+}
+
+unexpected_from!(
+    crate::auth::AuthError,
+    axum_login::Error<crate::auth::Backend>,
+    tower_sessions::session::Error,
+    csv::Error,
+    rust_xlsxwriter::XlsxError,
+    serde_json::Error,
+    // A stored value that no longer parses is an invariant broken, not bad input.
+    opora_domain::reference::ValueError,
+);
+
+/// A command that failed for a reason other than a refusal the page shows (callers match
+/// `CommandError::Rejected` first where the user should see it).
+impl<E: std::error::Error + Send + Sync + 'static> From<opora_store::CommandError<E>> for AppError {
+    fn from(error: opora_store::CommandError<E>) -> Self {
+        Self::Unexpected(anyhow::anyhow!("{error}"))
+    }
+}
+
 impl From<opora_store::VaultError> for AppError {
     fn from(error: opora_store::VaultError) -> Self {
         Self::Unexpected(error.into())

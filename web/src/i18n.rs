@@ -140,11 +140,6 @@ impl Tr {
         local_time(at, zone)
     }
 
-    /// A fresh id for a form's `command_id` (a retry of the same form carries the same id).
-    pub fn new_id(&self) -> String {
-        uuid::Uuid::now_v7().to_string()
-    }
-
     pub fn rubles(&self, kopecks: &i64) -> String {
         opora_domain::money::Rubles::from_kopecks(*kopecks).to_string()
     }

@@ -23,20 +23,13 @@ const FORM_LIMIT: usize = 1024 * 1024;
 
 /// The session's token, created on first use.
 pub async fn token(session: &Session) -> Result<String, AppError> {
-    if let Some(token) = session
-        .get::<String>(SESSION_KEY)
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?
-    {
+    if let Some(token) = session.get::<String>(SESSION_KEY).await? {
         return Ok(token);
     }
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| AppError::Unexpected(anyhow::anyhow!(e)))?;
     let token = URL_SAFE_NO_PAD.encode(bytes);
-    session
-        .insert(SESSION_KEY, &token)
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?;
+    session.insert(SESSION_KEY, &token).await?;
     Ok(token)
 }
 

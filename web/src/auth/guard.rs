@@ -314,16 +314,7 @@ async fn session_still_valid(auth: &AuthSession) -> anyhow::Result<bool> {
 
 /// Percent-encodes a path for the `next` parameter.
 pub fn urlencoding(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for byte in raw.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
 
 /// A `next` target that stays on this site (a path, never `//host` or a scheme).

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -22,6 +22,7 @@ use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{local_time, Tr};
 use crate::pages::persons::Choice;
+use crate::pages::RecordId;
 use crate::AppState;
 
 const ADMIN: Rule = Rule::Roles(&[Role::Administrator]);
@@ -505,17 +506,12 @@ struct UserPage {
     error: Option<String>,
 }
 
-fn user_id(raw: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
-}
-
 async fn show_user(
     State(state): State<AppState>,
     c: Chrome,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<UserPage> {
-    let id = user_id(&id)?;
     let (user, _) = load_users(state.log.pool(), c.tr, Some(id))
         .await?
         .into_iter()
@@ -566,10 +562,9 @@ async fn current_grants(state: &AppState, id: Uuid) -> AppResult<Vec<Grant>> {
 async fn add_grant(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Form(form): Form<GrantForm>,
 ) -> AppResult<Response> {
-    let id = user_id(&id)?;
     let mut grants = current_grants(&state, id).await?;
     match parse_grant(state.log.pool(), &form).await {
         Ok(grant) => {
@@ -597,10 +592,9 @@ pub struct RemoveGrantForm {
 async fn remove_grant(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Form(form): Form<RemoveGrantForm>,
 ) -> AppResult<Response> {
-    let id = user_id(&id)?;
     let mut grants = current_grants(&state, id).await?;
     if form.index < grants.len() {
         grants.remove(form.index);
@@ -624,10 +618,9 @@ pub struct ReasonForm {
 async fn disable(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Form(form): Form<ReasonForm>,
 ) -> AppResult<Response> {
-    let id = user_id(&id)?;
     let Some(reason) = Text::parse(&form.reason) else {
         return Ok(
             Redirect::to(&format!("/admin/polzovateli/{id}?error=reason-required")).into_response(),
@@ -641,18 +634,15 @@ async fn disable(
         "notice-disabled",
     )
     .await?;
-    auth::sign_out_everywhere(state.log.pool(), id)
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?;
+    auth::sign_out_everywhere(state.log.pool(), id).await?;
     Ok(response)
 }
 
 async fn enable(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> AppResult<Response> {
-    let id = user_id(&id)?;
     user_command(
         &state,
         &viewer,
@@ -666,9 +656,8 @@ async fn enable(
 async fn reset_code(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> AppResult<Response> {
-    let id = user_id(&id)?;
     totp::clear_secret(state.log.pool(), id).await?;
     user_command(
         &state,
@@ -683,12 +672,9 @@ async fn reset_code(
 async fn sign_out(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> AppResult<Response> {
-    let id = user_id(&id)?;
-    auth::sign_out_everywhere(state.log.pool(), id)
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?;
+    auth::sign_out_everywhere(state.log.pool(), id).await?;
     user_command(
         &state,
         &viewer,
@@ -708,10 +694,9 @@ pub struct PasswordForm {
 async fn set_password(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Form(form): Form<PasswordForm>,
 ) -> AppResult<Response> {
-    let id = user_id(&id)?;
     let login: String = sqlx::query_scalar("SELECT login FROM accounts.user_account WHERE id = $1")
         .bind(id)
         .fetch_optional(state.log.pool())
@@ -722,9 +707,7 @@ async fn set_password(
             Redirect::to(&format!("/admin/polzovateli/{id}?error={problem}")).into_response(),
         );
     }
-    auth::set_password(state.log.pool(), id, &form.password)
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?;
+    auth::set_password(state.log.pool(), id, &form.password).await?;
     user_command(
         &state,
         &viewer,

@@ -7,7 +7,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, RawForm, State};
+use axum::extract::{Query, RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::{Role, Text};
@@ -31,6 +31,7 @@ use crate::error::{AppError, AppResult};
 use crate::export;
 use crate::i18n::{local_time, today_in, Tr};
 use crate::pages::persons::Choice;
+use crate::pages::RecordId;
 use crate::AppState;
 
 /// Who works with cases (each within its places).
@@ -47,11 +48,6 @@ pub fn routes() -> Routes {
         .post("/vyzov/dela", Rule::Roles(ROLES), open_case)
         .get("/vyzov/dela/{id}", Rule::Roles(ROLES), show_case)
         .post("/vyzov/dela/{id}/zapis", Rule::Roles(ROLES), record_fact)
-}
-
-/// The label of a closed-list code in the user's language.
-fn label(tr: Tr, list: &str, code: &str) -> String {
-    tr.of(list, code)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -162,10 +158,10 @@ async fn register_rows(
             municipality: row.try_get("municipality")?,
             institution: row.try_get("institution")?,
             institution_type: institution_type
-                .map(|c| label(tr, "institution-type", &c))
+                .map(|c| tr.of("institution-type", &c))
                 .unwrap_or_default(),
             legal_status: legal_status
-                .map(|c| label(tr, "legal-status", &c))
+                .map(|c| tr.of("legal-status", &c))
                 .unwrap_or_default(),
             months: placed_on.map_or(0, |p| months_between(p, today)),
             placed_on,
@@ -243,7 +239,7 @@ pub(crate) fn choices<T: Copy>(
     all.iter()
         .map(|(_, code, _)| Choice {
             value: (*code).to_owned(),
-            label: label(tr, list, code),
+            label: tr.of(list, code),
         })
         .collect()
 }
@@ -426,7 +422,7 @@ async fn child_in_scope(
         None => None,
     };
     Ok((
-        RegionCode::parse(&region).map_err(|e| AppError::Unexpected(e.into()))?,
+        RegionCode::parse(&region)?,
         row.try_get("municipality")?,
         personal,
     ))
@@ -649,6 +645,7 @@ pub struct CaseView {
     pub name: Option<String>,
     pub birth_date: Option<Date>,
     pub region: String,
+    pub region_code: String,
     pub time_zone: String,
     pub municipality: String,
     pub closed: bool,
@@ -702,6 +699,8 @@ pub(crate) async fn case_in_scope(
         "SELECT c.*, coalesce(r.name, c.region_code) AS region, \
                 coalesce(r.time_zone, 'Europe/Moscow') AS time_zone, \
                 coalesce(m.name, '') AS municipality_name, coalesce(o.name, '') AS institution_name, \
+                cases.needs_review(c.placed_on, c.last_review, \
+                    (now() AT TIME ZONE coalesce(r.time_zone, 'Europe/Moscow'))::date) AS needs_review, \
                 p.sealed \
            FROM cases.child_case c \
            LEFT JOIN reference.region r ON r.code = c.region_code \
@@ -736,12 +735,7 @@ pub(crate) async fn case_in_scope(
     let today = today_in(&time_zone);
     let placed_on: Option<Date> = row.try_get("placed_on")?;
     let last_review: Option<Date> = row.try_get("last_review")?;
-    let needs_review: bool = sqlx::query_scalar("SELECT cases.needs_review($1, $2, $3)")
-        .bind(placed_on)
-        .bind(last_review)
-        .bind(today)
-        .fetch_one(state.log.pool())
-        .await?;
+    let needs_review: bool = row.try_get("needs_review")?;
     let code = |col: &str| -> Result<Option<String>, sqlx::Error> { row.try_get(col) };
     Ok(CaseView {
         id,
@@ -750,27 +744,28 @@ pub(crate) async fn case_in_scope(
         name: personal.as_ref().map(PersonalData::full_name),
         birth_date: personal.as_ref().map(|p| p.birth_date),
         region: row.try_get("region")?,
+        region_code: row.try_get("region_code")?,
         time_zone,
         municipality: row.try_get("municipality_name")?,
         closed: row.try_get("closed")?,
         placed: placed_on.is_some(),
         institution: row.try_get("institution_name")?,
         institution_type: code("institution_type")?
-            .map(|c| label(tr, "institution-type", &c))
+            .map(|c| tr.of("institution-type", &c))
             .unwrap_or_default(),
         months: placed_on.map_or(0, |p| months_between(p, today)),
         placed_on,
         legal_status: code("legal_status")?
-            .map(|c| label(tr, "legal-status", &c))
+            .map(|c| tr.of("legal-status", &c))
             .unwrap_or_default(),
         under_control: row.try_get("under_control")?,
         last_review,
         next_review: row.try_get("next_review")?,
         needs_review,
         accompaniment: row.try_get::<Option<Uuid>, _>("accompaniment")?.is_some(),
-        parental_rights: label(tr, "rights", &row.try_get::<String, _>("parental_rights")?),
+        parental_rights: tr.of("rights", &row.try_get::<String, _>("parental_rights")?),
         last_exit: code("last_exit")?
-            .map(|c| label(tr, "exit", &c))
+            .map(|c| tr.of("exit", &c))
             .unwrap_or_default(),
         entries: i64::from(row.try_get::<i32, _>("entries")?),
     })
@@ -789,16 +784,16 @@ fn describe(tr: Tr, event_type: &str, payload: &serde_json::Value) -> String {
         "CaseOpened" => field("case_number"),
         "ChildPlaced" => format!(
             "{}; {}; {}",
-            label(tr, "institution-type", &field("institution_type")),
-            label(tr, "basis", &field("basis")),
-            label(tr, "legal-status", &field("legal_status"))
+            tr.of("institution-type", &field("institution_type")),
+            tr.of("basis", &field("basis")),
+            tr.of("legal-status", &field("legal_status"))
         ),
-        "ChildTransferred" => label(tr, "institution-type", &field("institution_type")),
-        "LegalStatusChanged" => label(tr, "legal-status", &field("legal_status")),
+        "ChildTransferred" => tr.of("institution-type", &field("institution_type")),
+        "LegalStatusChanged" => tr.of("legal-status", &field("legal_status")),
         "ConsiliumReviewRecorded" => format!(
             "{}; {}",
-            label(tr, "level", &field("level")),
-            label(tr, "aid", &field("aid"))
+            tr.of("level", &field("level")),
+            tr.of("aid", &field("aid"))
         ),
         "ActionItemSet" => format!(
             "{} — {}, {}",
@@ -806,7 +801,7 @@ fn describe(tr: Tr, event_type: &str, payload: &serde_json::Value) -> String {
             field("executor"),
             field("due")
         ),
-        "ChildLeftInstitution" => label(tr, "exit", &field("exit")),
+        "ChildLeftInstitution" => tr.of("exit", &field("exit")),
         "CaseClosed" | "CaseReopened" => field("reason"),
         "EntryVoided" => format!(
             "№ {} — {}",
@@ -916,7 +911,7 @@ async fn load_case_page(
             .map(|row| {
                 Ok(ReviewRow {
                     held_on: row.try_get("held_on")?,
-                    level: label(tr, "level", &row.try_get::<String, _>("level")?),
+                    level: tr.of("level", &row.try_get::<String, _>("level")?),
                     assessments: format!(
                         "{}: {}; {}: {}; {}: {}; {}: {}",
                         tr.t("review-placement-justified"),
@@ -928,31 +923,15 @@ async fn load_case_page(
                         tr.t("review-return-possible"),
                         yes_no(row.try_get("return_possible")?),
                     ),
-                    aid: label(tr, "aid", &row.try_get::<String, _>("aid")?),
+                    aid: tr.of("aid", &row.try_get::<String, _>("aid")?),
                     return_by: row.try_get("return_by")?,
                     next_review: row.try_get("next_review")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let organisations = |kind: &'static str| async move {
-        sqlx::query(
-            "SELECT o.id, o.name FROM reference.organisation o JOIN cases.child_case c \
-               ON c.region_code = o.region_code WHERE c.id = $1 AND o.kind = $2 ORDER BY o.name",
-        )
-        .bind(id)
-        .bind(kind)
-        .fetch_all(state.log.pool())
-        .await
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|row| {
-                    Some(Choice {
-                        value: row.try_get::<Uuid, _>("id").ok()?.to_string(),
-                        label: row.try_get("name").ok()?,
-                    })
-                })
-                .collect::<Vec<_>>()
-        })
+    let region = Some(vec![case.region_code.clone()]);
+    let organisations = |kind: &'static str| {
+        crate::pages::persons::organisation_choices(state.log.pool(), kind, region.as_deref())
     };
     Ok(CasePage {
         institutions: organisations("institution").await?,
@@ -979,10 +958,9 @@ async fn show_case(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<CasePage> {
-    let id = crate::pages::record_id(&id)?;
     let notice = query.notice(c.tr);
     load_case_page(&state, c, &viewer, id, None, notice).await
 }
@@ -1123,10 +1101,9 @@ async fn record_fact(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = crate::pages::record_id(&id)?;
     let case = case_in_scope(&state, &viewer, id, c.tr).await?;
     let form = FormFields::parse(&raw);
     let tr = c.tr;

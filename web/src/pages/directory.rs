@@ -4,7 +4,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, RawForm, State};
+use axum::extract::{Query, RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::Role;
@@ -24,8 +24,9 @@ use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{today_in, Tr};
-use crate::pages::cases::{FormFields, ROLES};
+use crate::pages::cases::{choices, FormFields, ROLES};
 use crate::pages::persons::Choice;
+use crate::pages::RecordId;
 use crate::AppState;
 
 const EDITORS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
@@ -75,15 +76,6 @@ struct DirectoryPage {
 fn viewer_regions(viewer: &Viewer) -> Option<Vec<String>> {
     let scope = viewer.personal_scope();
     (!scope.everywhere).then_some(scope.regions)
-}
-
-fn list(tr: Tr, list: &str, all: &[(impl Copy, &'static str, &'static str)]) -> Vec<Choice> {
-    all.iter()
-        .map(|(_, code, _)| Choice {
-            value: (*code).to_owned(),
-            label: tr.of(list, code),
-        })
-        .collect()
 }
 
 async fn page(
@@ -147,9 +139,9 @@ async fn page(
         crate::pages::persons::region_choices(state.log.pool(), allowed.as_deref()).await?;
     Ok(DirectoryPage {
         may_edit: EDITORS.iter().any(|r| viewer.has_role(*r)),
-        kinds: list(tr, "organisation", OrganisationKind::ALL),
-        institution_types: list(tr, "institution-type", InstitutionType::ALL),
-        levels: list(tr, "level", ReviewLevel::ALL),
+        kinds: choices(tr, "organisation", OrganisationKind::ALL),
+        institution_types: choices(tr, "institution-type", InstitutionType::ALL),
+        levels: choices(tr, "level", ReviewLevel::ALL),
         c,
         organisations,
         regions,
@@ -284,10 +276,9 @@ async fn change_details(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = crate::pages::record_id(&id)?;
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT kind, region_code FROM reference.organisation WHERE id = $1")
             .bind(id)
@@ -299,7 +290,7 @@ async fn change_details(
     if !viewer.has_role(Role::Administrator) && !editable_regions(&viewer).contains(&region) {
         return Err(AppError::NotFound);
     }
-    let kind = OrganisationKind::parse(&kind).map_err(|e| AppError::Unexpected(e.into()))?;
+    let kind = OrganisationKind::parse(&kind)?;
     let form = FormFields::parse(&raw);
     let tr = c.tr;
     let details = match details(&form, kind) {

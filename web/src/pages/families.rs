@@ -3,15 +3,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, RawForm, State};
+use axum::extract::{Query, RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::Text;
 use opora_domain::family::{Family, FamilyCommand, FamilyData, FamilyError, FamilyStatus};
-use opora_domain::person::{PersonalData, Sealed};
+use opora_domain::person::PersonalData;
 use opora_domain::reference::RegionCode;
 use opora_store::{CommandBus, CommandError, CommandMeta};
-use sqlx::types::Json;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -21,7 +20,8 @@ use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{today_in, Tr};
 use crate::pages::cases::{choices, FormFields};
-use crate::pages::persons::{Choice, MunicipalityGroup, ROLES};
+use crate::pages::persons::{open_sealed, Choice, MunicipalityGroup, ROLES};
+use crate::pages::RecordId;
 use crate::AppState;
 
 const RECORD: &str = "family";
@@ -186,8 +186,7 @@ async fn register_family(
         },
         &CommandMeta::new(viewer.actor()).with_command_id(command_id),
     )
-    .await
-    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+    .await?;
     Ok(Redirect::to(&format!("/lyudi/semi/{id}")).into_response())
 }
 
@@ -208,22 +207,6 @@ struct FamilyPage {
     statuses: Vec<Choice>,
     error: Option<String>,
     notice: Option<String>,
-}
-
-async fn names(state: &AppState, sealed: &[Option<Sealed>]) -> AppResult<Vec<Option<String>>> {
-    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
-    let mut opened = state
-        .vault
-        .open_many::<PersonalData>(&readable)
-        .await?
-        .into_iter();
-    Ok(sealed
-        .iter()
-        .map(|s| match s {
-            Some(_) => opened.next().flatten().map(|p| p.full_name()),
-            None => None,
-        })
-        .collect())
 }
 
 async fn family_page(
@@ -258,31 +241,27 @@ async fn family_page(
         Some(&id.to_string()),
     )
     .await?;
+    // The family's children with their cases, in one query.
     let rows = sqlx::query(
-        "SELECT p.id, p.sealed FROM persons.family_child fc JOIN persons.person p ON p.id = fc.child \
-          WHERE fc.family = $1 ORDER BY p.registered_at",
+        "SELECT p.id, p.sealed, \
+                array_remove(array_agg(c.id ORDER BY c.opened_on), NULL) AS case_ids, \
+                array_remove(array_agg(c.case_number ORDER BY c.opened_on), NULL) AS case_numbers \
+           FROM persons.family_child fc JOIN persons.person p ON p.id = fc.child \
+           LEFT JOIN cases.child_case c ON c.child = p.id \
+          WHERE fc.family = $1 GROUP BY p.id ORDER BY p.registered_at",
     )
     .bind(id)
     .fetch_all(state.log.pool())
     .await?;
-    let mut sealed = Vec::new();
-    let mut ids = Vec::new();
-    for row in &rows {
-        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
-        sealed.push(seal.map(|Json(s)| s));
-        ids.push(row.try_get::<Uuid, _>("id")?);
-    }
-    let child_names = names(state, &sealed).await?;
-    let mut children = Vec::new();
-    for (child, name) in ids.into_iter().zip(child_names) {
-        let cases = sqlx::query_as("SELECT id, case_number FROM cases.child_case WHERE child = $1")
-            .bind(child)
-            .fetch_all(state.log.pool())
-            .await?;
+    let personal: Vec<Option<PersonalData>> = open_sealed(state, &rows).await?;
+    let mut children = Vec::with_capacity(rows.len());
+    for (row, personal) in rows.iter().zip(personal) {
+        let ids: Vec<Uuid> = row.try_get("case_ids")?;
+        let numbers: Vec<String> = row.try_get("case_numbers")?;
         children.push(ChildRow {
-            id: child,
-            name,
-            cases,
+            id: row.try_get("id")?,
+            name: personal.map(|p| p.full_name()),
+            cases: ids.into_iter().zip(numbers).collect(),
         });
     }
     // Children of the region not yet in this family, to link.
@@ -296,23 +275,16 @@ async fn family_page(
     .bind(id)
     .fetch_all(state.log.pool())
     .await?;
-    let mut sealed = Vec::new();
-    let mut ids = Vec::new();
-    for row in &rows {
-        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
-        sealed.push(seal.map(|Json(s)| s));
-        ids.push(row.try_get::<Uuid, _>("id")?);
+    let personal: Vec<Option<PersonalData>> = open_sealed(state, &rows).await?;
+    let mut candidates = Vec::new();
+    for (row, personal) in rows.iter().zip(personal) {
+        if let Some(personal) = personal {
+            candidates.push(Choice {
+                value: row.try_get::<Uuid, _>("id")?.to_string(),
+                label: personal.full_name(),
+            });
+        }
     }
-    let candidates = ids
-        .into_iter()
-        .zip(names(state, &sealed).await?)
-        .filter_map(|(id, name)| {
-            Some(Choice {
-                value: id.to_string(),
-                label: name?,
-            })
-        })
-        .collect();
     Ok(FamilyPage {
         statuses: choices(c.tr, "family-status", FamilyStatus::ALL),
         c,
@@ -329,10 +301,9 @@ async fn show_family(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Query(query): Query<crate::pages::NoticeQuery>,
 ) -> AppResult<FamilyPage> {
-    let id = crate::pages::record_id(&id)?;
     let notice = query.notice(c.tr);
     family_page(&state, c, &viewer, id, None, notice).await
 }
@@ -351,10 +322,9 @@ async fn change_family(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = crate::pages::record_id(&id)?;
     let tr = c.tr;
     // In scope, or 404 (the page load checks and logs it).
     let page = family_page(&state, c.clone(), &viewer, id, None, None).await?;

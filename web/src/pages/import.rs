@@ -9,7 +9,7 @@ use std::io::Cursor;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Multipart, Path, RawForm, State};
+use axum::extract::{Multipart, RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::Role;
@@ -34,6 +34,7 @@ use crate::export;
 use crate::i18n::{today_in, Tr};
 use crate::pages::cases::FormFields;
 use crate::pages::persons::Choice;
+use crate::pages::RecordId;
 use crate::AppState;
 
 const IMPORTERS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
@@ -566,7 +567,7 @@ async fn upload(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     };
     let id = Uuid::now_v7();
-    let plain = serde_json::to_vec(&rows).map_err(|e| AppError::Unexpected(e.into()))?;
+    let plain = serde_json::to_vec(&rows)?;
     let sealed = state.vault.seal_with_master(&plain, BATCH_AAD)?;
     sqlx::query(
         "INSERT INTO access.import_batch (id, login, region_code, sealed, rows) VALUES ($1, $2, $3, $4, $5)",
@@ -601,8 +602,8 @@ async fn load_batch(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Ba
     let plain = state.vault.open_with_master(&sealed, BATCH_AAD)?;
     let region: String = row.try_get("region_code")?;
     Ok(Batch {
-        region: RegionCode::parse(&region).map_err(|e| AppError::Unexpected(e.into()))?,
-        rows: serde_json::from_slice(&plain).map_err(|e| AppError::Unexpected(e.into()))?,
+        region: RegionCode::parse(&region)?,
+        rows: serde_json::from_slice(&plain)?,
         done: row.try_get("done")?,
     })
 }
@@ -646,9 +647,8 @@ async fn preview(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> AppResult<PreviewPage> {
-    let id = crate::pages::record_id(&id)?;
     preview_page(&state, c, &viewer, id, None).await
 }
 
@@ -656,10 +656,9 @@ async fn execute(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = crate::pages::record_id(&id)?;
     let form = FormFields::parse(&raw);
     let tr = c.tr;
     let batch = load_batch(&state, &viewer, id).await?;

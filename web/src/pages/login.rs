@@ -119,17 +119,13 @@ async fn login(
             login: form.login.clone(),
             password: form.password.clone(),
         })
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+        .await?;
     let Some(user) = user else {
         auth::record_attempt(pool, &form.login, &viewer.address, None, "bad_password").await?;
         return Ok(failed(c, "login-failed", StatusCode::UNAUTHORIZED));
     };
     // A new session id for the new privilege level (no session fixation).
-    auth.session
-        .cycle_id()
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?;
+    auth.session.cycle_id().await?;
     if user.requires_second_factor() {
         auth::record_attempt(
             pool,
@@ -174,9 +170,7 @@ async fn complete_login(
     user: &auth::SessionUser,
     viewer: &Viewer,
 ) -> AppResult<()> {
-    auth.login(user)
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+    auth.login(user).await?;
     let _ = auth.session.remove::<Pending>(SESSION_PENDING).await;
     insert(
         auth,
@@ -255,11 +249,7 @@ async fn code(
     )
     .await?;
     let user = match valid {
-        true => auth
-            .backend
-            .get_user(&pending.user_id)
-            .await
-            .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?,
+        true => auth.backend.get_user(&pending.user_id).await?,
         false => None,
     };
     let Some(user) = user else {
@@ -378,22 +368,18 @@ async fn enrol(
             UserCommand::RecordSecondFactorEnrolled,
             &CommandMeta::new(format!("user:{}", pending.login)),
         )
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+        .await?;
     let user = auth
         .backend
         .get_user(&pending.user_id)
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?
+        .await?
         .ok_or(AppError::NotFound)?;
     complete_login(&state, &mut auth, &user, &viewer).await?;
     Ok(Redirect::to(&pending.next).into_response())
 }
 
 async fn logout(mut auth: AuthSession) -> AppResult<Response> {
-    auth.logout()
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+    auth.logout().await?;
     Ok(Redirect::to("/vhod").into_response())
 }
 

@@ -37,9 +37,24 @@ impl NoticeQuery {
     }
 }
 
-/// The id in a record's address; anything else is a missing record.
-pub fn record_id(raw: &str) -> AppResult<uuid::Uuid> {
-    uuid::Uuid::parse_str(raw).map_err(|_| AppError::NotFound)
+/// The id in a record's address (`/…/{id}`); anything that is not an id is a missing
+/// record, answered 404 like one.
+pub struct RecordId(pub uuid::Uuid);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RecordId {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> AppResult<Self> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound)?;
+        uuid::Uuid::parse_str(&raw)
+            .map(RecordId)
+            .map_err(|_| AppError::NotFound)
+    }
 }
 
 pub fn routes() -> Routes {

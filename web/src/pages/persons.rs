@@ -5,7 +5,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -26,6 +26,7 @@ use crate::auth::guard::{PersonalScope, Routes, Rule, Viewer};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{local_time, today_in};
+use crate::pages::RecordId;
 use crate::AppState;
 
 /// Roles that may open this section (each then sees only its places).
@@ -71,7 +72,8 @@ pub struct RegionCount {
 
 const SELECT: &str =
     "SELECT p.id, p.kind, p.region_code, coalesce(r.name, p.region_code) AS region_name, \
-        coalesce(m.name, '') AS municipality, p.sex, p.age_band, p.sealed, p.erased, \
+        coalesce(m.name, '') AS municipality, p.sex, p.age_band, p.sealed, \
+        p.sealed IS NOT NULL AS has_sealed, p.erased, \
         p.registered_at, coalesce(r.time_zone, 'Europe/Moscow') AS time_zone \
    FROM persons.person p \
    LEFT JOIN reference.region r ON r.code = p.region_code \
@@ -100,39 +102,22 @@ async fn fetch(
         query = query.bind(id);
     }
     let rows = query.fetch_all(state.log.pool()).await?;
+    let opened: Vec<Option<PersonalData>> = open_sealed(state, &rows).await?;
     let mut people = Vec::with_capacity(rows.len());
-    let mut sealed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let seal: Option<Json<Sealed>> = row.try_get("sealed")?;
-        sealed.push(seal.map(|Json(s)| s));
-    }
-    let readable: Vec<&Sealed> = sealed.iter().flatten().collect();
-    let mut opened = state
-        .vault
-        .open_many::<PersonalData>(&readable)
-        .await?
-        .into_iter();
-    for (row, seal) in rows.iter().zip(&sealed) {
-        let personal = match seal {
-            Some(_) => opened.next().flatten(),
-            None => None,
-        };
-        let kind: String = row.try_get("kind")?;
-        let sex: String = row.try_get("sex")?;
+    for (row, personal) in rows.iter().zip(opened) {
         let age_band: String = row.try_get("age_band")?;
         let erased: bool = row.try_get("erased")?;
+        let has_sealed: bool = row.try_get("has_sealed")?;
         people.push(PersonRow {
             id: row.try_get("id")?,
-            kind: PersonKind::parse(&kind).map_or(kind, |k| k.code().to_owned()),
+            kind: row.try_get("kind")?,
             region_code: row.try_get("region_code")?,
             region_name: row.try_get("region_name")?,
             municipality: row.try_get("municipality")?,
-            sex: Sex::parse(&sex).map_or(sex, |s| s.code().to_owned()),
-            age_band: serde_json::from_value::<AgeBand>(serde_json::Value::String(
-                age_band.clone(),
-            ))
-            .map_or(age_band, |a| a.label().to_owned()),
-            erased: erased || (personal.is_none() && seal.is_some()),
+            sex: row.try_get("sex")?,
+            age_band: AgeBand::from_code(&age_band).map_or(age_band, |a| a.label().to_owned()),
+            // Erased in the vault but not yet in the read model: erased all the same.
+            erased: erased || (personal.is_none() && has_sealed),
             personal,
             registered_at: row.try_get("registered_at")?,
             time_zone: row.try_get("time_zone")?,
@@ -341,6 +326,28 @@ async fn places(
     region_choices(state.log.pool(), allowed.as_deref()).await
 }
 
+/// Organisations of one kind in the given regions (all, when `None`), for select fields.
+pub async fn organisation_choices(
+    pool: &sqlx::PgPool,
+    kind: &str,
+    regions: Option<&[String]>,
+) -> AppResult<Vec<Choice>> {
+    Ok(sqlx::query_as::<_, (Uuid, String)>(
+        "SELECT id, name FROM reference.organisation WHERE kind = $1 \
+            AND ($2::text[] IS NULL OR region_code = ANY($2)) ORDER BY name",
+    )
+    .bind(kind)
+    .bind(regions)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|(id, name)| Choice {
+        value: id.to_string(),
+        label: name,
+    })
+    .collect())
+}
+
 /// Regions (all, or the `allowed` ones) and their municipalities, for select fields.
 pub async fn region_choices(
     pool: &sqlx::PgPool,
@@ -529,9 +536,8 @@ async fn show(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> AppResult<ShowPage> {
-    let id = crate::pages::record_id(&id)?;
     let scope = viewer.personal_scope();
     let Some(person) = fetch(&state, &scope, "AND p.id = $4", Some(id))
         .await?
@@ -595,10 +601,9 @@ async fn show(
 async fn erase(
     State(state): State<AppState>,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Form(form): Form<crate::pages::admin::ReasonForm>,
 ) -> AppResult<Response> {
-    let id = crate::pages::record_id(&id)?;
     let exists: bool =
         sqlx::query_scalar("SELECT exists(SELECT 1 FROM persons.person WHERE id = $1)")
             .bind(id)

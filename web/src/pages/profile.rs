@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::auth::{self, AuthSession, Credentials};
 use crate::chrome::Chrome;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::AppState;
 
 pub fn routes() -> Routes {
@@ -96,8 +96,7 @@ async fn change_password(
                 login: user.login.clone(),
                 password: form.current.clone(),
             })
-            .await
-            .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+            .await?;
         if valid.is_none() {
             fail("password-current-wrong")
         } else {
@@ -108,9 +107,7 @@ async fn change_password(
         let page = page(&state, c, &viewer, None, Some(error)).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    auth::set_password(state.log.pool(), user.id, &form.new)
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?;
+    auth::set_password(state.log.pool(), user.id, &form.new).await?;
     state
         .users
         .execute(
@@ -118,8 +115,7 @@ async fn change_password(
             UserCommand::RecordPasswordSet,
             &CommandMeta::new(viewer.actor()),
         )
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+        .await?;
     // Every other session has ended with the old password; this one signs in again.
     let _ = auth.logout().await;
     Ok(Redirect::to("/vhod?next=/profil").into_response())
@@ -131,9 +127,7 @@ async fn sign_out_everywhere(
     mut auth: AuthSession,
 ) -> AppResult<Response> {
     let user = viewer.user()?.clone();
-    auth::sign_out_everywhere(state.log.pool(), user.id)
-        .await
-        .map_err(|e| AppError::Unexpected(e.into()))?;
+    auth::sign_out_everywhere(state.log.pool(), user.id).await?;
     state
         .users
         .execute(
@@ -141,8 +135,7 @@ async fn sign_out_everywhere(
             UserCommand::SignOutEverywhere,
             &CommandMeta::new(viewer.actor()),
         )
-        .await
-        .map_err(|e| AppError::Unexpected(anyhow::anyhow!("{e}")))?;
+        .await?;
     let _ = auth.logout().await;
     Ok(Redirect::to("/vhod").into_response())
 }

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, RawForm, State};
+use axum::extract::{RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::Text;
@@ -24,6 +24,7 @@ use crate::error::{AppError, AppResult};
 use crate::i18n::today_in;
 use crate::pages::cases::{case_error, case_in_scope, choices, parse_action, FormFields, ROLES};
 use crate::pages::persons::Choice;
+use crate::pages::RecordId;
 use crate::AppState;
 
 pub fn routes() -> Routes {
@@ -164,19 +165,12 @@ async fn new_session_page(
     let regions = session_regions(&scope);
     let (regions_choice, _) =
         crate::pages::persons::region_choices(state.log.pool(), regions.as_deref()).await?;
-    let consilia = sqlx::query_as::<_, (Uuid, String)>(
-        "SELECT id, name FROM reference.organisation WHERE kind = 'consilium' \
-            AND ($1::text[] IS NULL OR region_code = ANY($1)) ORDER BY name",
+    let consilia = crate::pages::persons::organisation_choices(
+        state.log.pool(),
+        "consilium",
+        regions.as_deref(),
     )
-    .bind(&regions)
-    .fetch_all(state.log.pool())
-    .await?
-    .into_iter()
-    .map(|(id, name)| Choice {
-        value: id.to_string(),
-        label: name,
-    })
-    .collect();
+    .await?;
     Ok(NewSessionPage {
         cases: agenda_choices(state, &scope, today).await?,
         regions: regions_choice,
@@ -317,33 +311,37 @@ async fn session_page(
     let agenda_ids: Vec<Uuid> = row.try_get("agenda")?;
     let Json(members): Json<Vec<String>> = row.try_get("members")?;
     let level_code: String = row.try_get("level")?;
-    let mut agenda = Vec::new();
-    for case in agenda_ids {
-        // Cases outside the viewer's scope are left out of its view of the protocol.
-        let Ok(view) = case_in_scope(state, viewer, case, tr).await else {
-            continue;
-        };
-        let entries: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(sequence), 0) FROM event \
-              WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1",
-        )
-        .bind(case.to_string())
-        .fetch_one(state.log.pool())
-        .await?;
-        let decision = sqlx::query(
-            "SELECT aid, return_possible, return_by, next_review FROM cases.review \
-              WHERE case_id = $1 AND session = $2",
-        )
-        .bind(case)
-        .bind(id)
-        .fetch_optional(state.log.pool())
-        .await?
-        .map(|r| -> Result<String, sqlx::Error> {
-            let aid: String = r.try_get("aid")?;
-            let possible: Option<bool> = r.try_get("return_possible")?;
-            let by: Option<Date> = r.try_get("return_by")?;
-            let next: Option<Date> = r.try_get("next_review")?;
+    // The agenda's cases in the viewer's scope (others are left out of its view of the
+    // protocol), each with its entry count and this sitting's decision: one query.
+    let rows = sqlx::query(
+        "SELECT c.id, c.case_number, p.sealed, \
+                (SELECT coalesce(max(e.sequence), 0) FROM event e \
+                  WHERE e.aggregate_type = 'ChildCase' AND e.aggregate_id = c.id::text) AS entries, \
+                v.aid, v.return_possible, v.return_by, v.next_review \
+           FROM unnest($1::uuid[]) WITH ORDINALITY AS a(id, n) \
+           JOIN cases.child_case c ON c.id = a.id \
+           LEFT JOIN persons.person p ON p.id = c.child \
+           LEFT JOIN cases.review v ON v.case_id = c.id AND v.session = $2 \
+          WHERE $3 OR c.region_code = ANY($4) OR c.municipality = ANY($5) \
+          ORDER BY a.n",
+    )
+    .bind(&agenda_ids)
+    .bind(id)
+    .bind(scope.everywhere)
+    .bind(&scope.regions)
+    .bind(&scope.municipalities)
+    .fetch_all(state.log.pool())
+    .await?;
+    let personal: Vec<Option<PersonalData>> =
+        crate::pages::persons::open_sealed(state, &rows).await?;
+    let mut agenda = Vec::with_capacity(rows.len());
+    for (row, personal) in rows.iter().zip(personal) {
+        let aid: Option<String> = row.try_get("aid")?;
+        let decision = aid.map(|aid| {
             let mut text = tr.of("aid", &aid);
+            let possible: Option<bool> = row.try_get("return_possible").ok().flatten();
+            let by: Option<Date> = row.try_get("return_by").ok().flatten();
+            let next: Option<Date> = row.try_get("next_review").ok().flatten();
             if possible == Some(true) {
                 text.push_str(&format!("; {}", tr.t("review-return-possible")));
                 if let Some(by) = by {
@@ -357,14 +355,13 @@ async fn session_page(
                     tr.date(&next)
                 ));
             }
-            Ok(text)
-        })
-        .transpose()?;
+            text
+        });
         agenda.push(AgendaRow {
-            case,
-            case_number: view.case_number,
-            name: view.name,
-            entries,
+            case: row.try_get("id")?,
+            case_number: row.try_get("case_number")?,
+            name: personal.map(|p| p.full_name()),
+            entries: row.try_get("entries")?,
             decision,
         });
     }
@@ -396,9 +393,8 @@ async fn show_session(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> AppResult<SessionPage> {
-    let id = crate::pages::record_id(&id)?;
     session_page(&state, c, &viewer, id, None).await
 }
 
@@ -407,10 +403,9 @@ async fn review_case(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let id = crate::pages::record_id(&id)?;
     let tr = c.tr;
     let page = session_page(&state, c.clone(), &viewer, id, None).await?;
     let form = FormFields::parse(&raw);
