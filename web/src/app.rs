@@ -28,6 +28,8 @@ pub struct AppConfig {
     pub max_lag_seconds: f64,
     /// Served over TLS (through a proxy): cookies are `Secure` and HSTS is sent.
     pub https: bool,
+    /// A session ends this long after login, however active.
+    pub absolute_timeout: time::Duration,
 }
 
 impl Default for AppConfig {
@@ -35,6 +37,7 @@ impl Default for AppConfig {
         Self {
             max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
             https: false,
+            absolute_timeout: auth::ABSOLUTE_TIMEOUT,
         }
     }
 }

@@ -231,6 +231,7 @@ async fn serve(bind: SocketAddr, demo: bool, public_url: Option<String>) -> Resu
         AppConfig {
             max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
             https,
+            ..AppConfig::default()
         },
     );
     println!("Опора работает: http://{address}/");

@@ -777,3 +777,25 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in_but_keeps_its_history(
     assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(broken.body.contains("Запрос не понят"), "{}", broken.body);
 }
+
+#[tokio::test]
+async fn a_session_ends_at_the_absolute_timeout_however_active() {
+    let test = TestApp::with_demo_config(opora_web::AppConfig {
+        absolute_timeout: time::Duration::seconds(2),
+        ..opora_web::AppConfig::default()
+    })
+    .await;
+    let mut client = test.client();
+    client.login("analyst").await;
+    assert_eq!(client.get("/profil").await.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        client.get("/profil").await.status,
+        StatusCode::OK,
+        "active, within the limit"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    let after = client.get("/profil").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "ended however active");
+    assert!(after.location().starts_with("/vhod?next="));
+}

@@ -34,11 +34,15 @@ pub struct TestApp {
 impl TestApp {
     /// Reference data, the demo organisations, users and people, all projected.
     pub async fn with_demo() -> Self {
+        Self::with_demo_config(AppConfig::default()).await
+    }
+
+    pub async fn with_demo_config(config: AppConfig) -> Self {
         let db = TestDb::new().await;
         opora_web::seed::load_reference(&db.log).await.unwrap();
         let vault = test_vault(&db).await;
         opora_web::demo::load(&db.log, &vault).await.unwrap();
-        let app = Application::build(db.log.clone(), vault.clone(), AppConfig::default());
+        let app = Application::build(db.log.clone(), vault.clone(), config);
         let test = Self { db, app, vault };
         test.project().await;
         test

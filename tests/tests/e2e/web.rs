@@ -49,7 +49,7 @@ async fn readiness_fails_while_a_projection_lags() {
         vault,
         AppConfig {
             max_lag_seconds: 0.0,
-            https: false,
+            ..AppConfig::default()
         },
     );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -24,7 +24,7 @@ use opora_domain::reference::RegionCode;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{AuthSession, SessionUser, ABSOLUTE_TIMEOUT, SESSION_LAST_SEEN, SESSION_LOGIN_AT};
+use super::{AuthSession, SessionUser, SESSION_LAST_SEEN, SESSION_LOGIN_AT};
 use crate::audit;
 use crate::error::AppError;
 use crate::AppState;
@@ -250,7 +250,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let mut user = None;
     if let Some(mut auth) = parts.extensions.get::<AuthSession>().cloned() {
         if let Some(signed_in) = auth.user.clone() {
-            match session_still_valid(&auth).await {
+            match session_still_valid(&auth, state.config.absolute_timeout).await {
                 Ok(true) => user = Some(signed_in),
                 Ok(false) => {
                     let _ = auth.logout().await;
@@ -296,13 +296,16 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 
 /// Checks the absolute timeout and keeps the idle timeout sliding (the session is saved,
 /// which pushes its expiry, at most once a minute).
-async fn session_still_valid(auth: &AuthSession) -> anyhow::Result<bool> {
+async fn session_still_valid(
+    auth: &AuthSession,
+    absolute_timeout: time::Duration,
+) -> anyhow::Result<bool> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let login_at: Option<i64> = auth.session.get(SESSION_LOGIN_AT).await?;
     let Some(login_at) = login_at else {
         return Ok(false);
     };
-    if now - login_at > ABSOLUTE_TIMEOUT.whole_seconds() {
+    if now - login_at > absolute_timeout.whole_seconds() {
         return Ok(false);
     }
     let last_seen: Option<i64> = auth.session.get(SESSION_LAST_SEEN).await?;

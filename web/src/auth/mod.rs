@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 /// A session ends this long after the last request.
 pub const IDLE_TIMEOUT: time::Duration = time::Duration::minutes(30);
-/// And at the latest this long after login, however active.
+/// And at the latest this long after login, however active (the default of
+/// `AppConfig::absolute_timeout`).
 pub const ABSOLUTE_TIMEOUT: time::Duration = time::Duration::hours(12);
 /// The window and the limits of failed attempts before login is refused for a while.
 pub const THROTTLE_WINDOW_MINUTES: i64 = 15;

@@ -20,6 +20,7 @@ use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{Lang, LANG_COOKIE};
 use crate::AppState;
+use opora_store::Vault;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -40,7 +41,8 @@ struct Pending {
     login: String,
     at: i64,
     next: String,
-    /// A seed being enrolled (not yet confirmed).
+    /// A seed being enrolled (not yet confirmed), sealed with the master key: the session
+    /// table never holds it in clear.
     enrolling: Option<Vec<u8>>,
 }
 
@@ -277,26 +279,47 @@ struct EnrolPage {
     error: Option<String>,
 }
 
+fn enrolling_aad(user: Uuid) -> Vec<u8> {
+    let mut aad = b"opora:enrolling:".to_vec();
+    aad.extend_from_slice(user.as_bytes());
+    aad
+}
+
+/// The seed being enrolled, if one was made for this pending login.
+fn enrolling(vault: &Vault, pending: &Pending) -> AppResult<Option<Vec<u8>>> {
+    match &pending.enrolling {
+        None => Ok(None),
+        Some(sealed) => Ok(Some(
+            vault.open_with_master(sealed, &enrolling_aad(pending.user_id))?,
+        )),
+    }
+}
+
 /// The seed being enrolled (made once per pending login and kept until confirmed).
-async fn enrolling_secret(auth: &AuthSession, mut pending: Pending) -> AppResult<Vec<u8>> {
-    if let Some(secret) = pending.enrolling.clone() {
+async fn enrolling_secret(
+    vault: &Vault,
+    auth: &AuthSession,
+    mut pending: Pending,
+) -> AppResult<Vec<u8>> {
+    if let Some(secret) = enrolling(vault, &pending)? {
         return Ok(secret);
     }
     let secret =
         totp::new_secret().ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("no randomness")))?;
-    pending.enrolling = Some(secret.clone());
+    pending.enrolling = Some(vault.seal_with_master(&secret, &enrolling_aad(pending.user_id))?);
     insert(auth, SESSION_PENDING, &pending).await?;
     Ok(secret)
 }
 
 async fn enrol_page(
     c: Chrome,
+    vault: &Vault,
     auth: &AuthSession,
     pending: Pending,
     error: Option<String>,
 ) -> AppResult<EnrolPage> {
     let login = pending.login.clone();
-    let secret = enrolling_secret(auth, pending).await?;
+    let secret = enrolling_secret(vault, auth, pending).await?;
     let (_, qr_svg) = totp::enrolment_qr(&secret, &login)
         .ok_or_else(|| AppError::Unexpected(anyhow::anyhow!("QR code failed")))?;
     Ok(EnrolPage {
@@ -322,7 +345,9 @@ async fn enrol_form(
         return Ok(Redirect::to("/vhod/kod").into_response());
     }
     c.csrf = csrf::token(&auth.session).await?;
-    Ok(enrol_page(c, &auth, pending, None).await?.into_response())
+    Ok(enrol_page(c, &state.vault, &auth, pending, None)
+        .await?
+        .into_response())
 }
 
 async fn enrol(
@@ -343,8 +368,10 @@ async fn enrol(
         return Ok(Redirect::to("/vhod/kod").into_response());
     }
     c.csrf = csrf::token(&auth.session).await?;
-    let Some(secret) = pending.enrolling.clone() else {
-        return Ok(enrol_page(c, &auth, pending, None).await?.into_response());
+    let Some(secret) = enrolling(&state.vault, &pending)? else {
+        return Ok(enrol_page(c, &state.vault, &auth, pending, None)
+            .await?
+            .into_response());
     };
     let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let Some(step) = totp::matching_step(&secret, &pending.login, &form.code, now) else {
@@ -357,7 +384,7 @@ async fn enrol(
         )
         .await?;
         let error = Some(c.tr.t("code-failed"));
-        let page = enrol_page(c, &auth, pending, error).await?;
+        let page = enrol_page(c, &state.vault, &auth, pending, error).await?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     totp::store_secret(pool, &state.vault, pending.user_id, &secret, Some(step)).await?;
