@@ -64,6 +64,7 @@ impl Application {
             .get("/healthz", Public, health::healthz)
             .get("/readyz", Public, health::readyz)
             .merge(pages::routes())
+            .merge(crate::api::routes())
     }
 
     pub fn rules() -> Vec<RouteRule> {

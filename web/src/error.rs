@@ -16,6 +16,9 @@ pub enum AppError {
     /// record cannot be told from a missing one.
     #[error("not found")]
     NotFound,
+    /// A programme's call (`/api/…`) without a signed-in session.
+    #[error("not signed in")]
+    Unauthorized,
     /// The user's roles do not include this page.
     #[error("forbidden")]
     Forbidden,
@@ -80,6 +83,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, key) = match &self {
             AppError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "error-unauthorized"),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "error-forbidden"),
             AppError::StaleForm => (StatusCode::FORBIDDEN, "error-stale-form"),
             AppError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error-too-large"),
@@ -102,9 +106,15 @@ struct ErrorPage {
     message: String,
 }
 
-/// Renders the page of an error response in the request's language.
+/// Renders the page of an error response in the request's language; for the JSON API
+/// (`/api/…`), the same message as a JSON object `{"error": code, "message": text}`.
 pub async fn render_errors(request: Request, next: Next) -> Response {
-    let lang = Lang::from_headers(request.headers());
+    let api = crate::api::is_api(request.uri().path());
+    let lang = if api {
+        Lang::from_api_headers(request.headers())
+    } else {
+        Lang::from_headers(request.headers())
+    };
     let response = next.run(request).await;
     let key = match response.extensions().get::<ErrorPageKey>().copied() {
         Some(ErrorPageKey(key)) => key,
@@ -122,6 +132,21 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         None => return response,
     };
     let tr = Tr::new(lang);
+    if api {
+        let status = response.status();
+        let (parts, _) = response.into_parts();
+        let body = crate::api::ErrorBody {
+            error: key.trim_start_matches("error-").to_owned(),
+            message: tr.t(&format!("{key}-message")),
+        };
+        let mut json = (status, axum::Json(body)).into_response();
+        for (name, value) in &parts.headers {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                json.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        return json;
+    }
     let page = ErrorPage {
         c: crate::chrome::Chrome::bare(tr),
         title: tr.t(&format!("{key}-title")),

@@ -59,6 +59,29 @@ impl Lang {
             .and_then(|(_, value)| Self::parse(value))
             .unwrap_or_default()
     }
+    /// For the JSON API: the `lang` cookie, else the first of `Accept-Language` that Opora
+    /// speaks; Russian when neither says.
+    pub fn from_api_headers(headers: &axum::http::HeaderMap) -> Self {
+        let cookie = headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains(LANG_COOKIE));
+        if cookie {
+            return Self::from_headers(headers);
+        }
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(|tag| {
+                let tag = tag.split(';').next()?.trim();
+                Self::parse(tag.split('-').next()?)
+            })
+            .next()
+            .unwrap_or_default()
+    }
 }
 
 /// A number that selects a plural form.
@@ -171,6 +194,17 @@ pub fn today_in(zone: &str) -> time::Date {
         date.day() as u8,
     )
     .unwrap_or_else(|_| OffsetDateTime::now_utc().date())
+}
+
+/// The request's language, for handlers that answer without a page (the JSON API).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Tr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Tr::new(Lang::from_api_headers(&parts.headers)))
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `opora` binary's library: configuration, database start-up, seed data, the HTTP
 //! application and the CLI. Business rules live in `opora-domain`, never here.
 
+pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;

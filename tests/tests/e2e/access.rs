@@ -77,6 +77,31 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
             | "/vyzov/import/{id}",
         ) => Rule::Roles(EDITORS),
         ("POST", "/vyzov/import" | "/vyzov/import/{id}") => Rule::Roles(EDITORS),
+        ("GET", "/api/v1/openapi.json") => Rule::Public,
+        ("GET", "/api/v1/me") => Rule::SignedIn,
+        (
+            "GET",
+            "/api/v1/register"
+            | "/api/v1/cases/{id}"
+            | "/api/v1/tasks"
+            | "/api/v1/directory"
+            | "/api/v1/sittings"
+            | "/api/v1/sittings/{id}"
+            | "/api/v1/families"
+            | "/api/v1/families/{id}",
+        ) => Rule::Roles(PEOPLE),
+        (
+            "POST",
+            "/api/v1/cases"
+            | "/api/v1/cases/{id}/facts"
+            | "/api/v1/sittings"
+            | "/api/v1/sittings/{id}/reviews"
+            | "/api/v1/families"
+            | "/api/v1/families/{id}/changes",
+        ) => Rule::Roles(PEOPLE),
+        ("POST", "/api/v1/directory" | "/api/v1/directory/{id}") => Rule::Roles(EDITORS),
+        ("GET", "/api/v1/imports/{id}") => Rule::Roles(EDITORS),
+        ("POST", "/api/v1/imports" | "/api/v1/imports/{id}") => Rule::Roles(EDITORS),
         (_, p) if p.starts_with("/admin/") => Rule::Roles(ADMIN),
         _ => return None,
     };
@@ -112,7 +137,7 @@ const DEMO_NS: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4445_4d4f_0000_0000_0001)
 fn concrete(path: &str, person: Uuid, user: Uuid) -> String {
     let id = if path.starts_with("/admin/") {
         user
-    } else if path.starts_with("/vyzov/") {
+    } else if path.starts_with("/vyzov/") || path.starts_with("/api/") {
         // The demo case of the same Tatarstan child (see opora_web::demo).
         Uuid::new_v5(&DEMO_NS, "case/16-2025-Д0001".as_bytes())
     } else {
@@ -124,7 +149,7 @@ fn concrete(path: &str, person: Uuid, user: Uuid) -> String {
 }
 
 /// The guard's refusals: 403 for a role without the route, a redirect to the login page
-/// (with `next`) for a visitor who is not signed in.
+/// (with `next`) for a visitor who is not signed in (an API call answers 401 instead).
 fn refused(response: &Response) -> bool {
     response.status == StatusCode::FORBIDDEN
         || (response.status == StatusCode::SEE_OTHER
@@ -180,6 +205,12 @@ async fn authorization_matrix_every_route_every_role_in_and_out_of_scope() {
         );
         match rule.rule {
             Rule::Public => assert!(!refused(&response), "anonymous {} {uri}", rule.method),
+            _ if uri.starts_with("/api/") => assert_eq!(
+                response.status,
+                StatusCode::UNAUTHORIZED,
+                "anonymous {} {uri}",
+                rule.method
+            ),
             _ => assert!(
                 response.status == StatusCode::SEE_OTHER
                     && response.location().starts_with("/vhod?next="),

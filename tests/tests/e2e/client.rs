@@ -68,6 +68,7 @@ impl TestApp {
             app: self.app.clone(),
             cookies: HashMap::new(),
             csrf: None,
+            api_csrf: None,
             secrets: HashMap::new(),
         }
     }
@@ -92,6 +93,8 @@ pub struct Client {
     app: axum::Router,
     pub cookies: HashMap<String, String>,
     pub csrf: Option<String>,
+    /// The CSRF token the API gave (`GET /api/v1/me`).
+    pub api_csrf: Option<String>,
     /// TOTP seeds of the users this client enrolled.
     pub secrets: HashMap<String, Vec<u8>>,
 }
@@ -120,7 +123,10 @@ impl Client {
                 .join("; ");
             request = request.header(header::COOKIE, cookie);
         }
-        if body.is_some() {
+        let typed = extra
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         }
         for (name, value) in extra {
@@ -161,6 +167,34 @@ impl Client {
             headers,
             body,
         }
+    }
+
+    /// A JSON API call: the body as `application/json`, the session's CSRF token (from
+    /// `GET /api/v1/me`) in `X-CSRF-Token`.
+    pub async fn api(
+        &mut self,
+        method: Method,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Response {
+        if self.api_csrf.is_none() {
+            let me = self.request(Method::GET, "/api/v1/me", None, &[]).await;
+            if let Ok(me) = serde_json::from_str::<serde_json::Value>(&me.body) {
+                self.api_csrf = me["csrf_token"].as_str().map(str::to_owned);
+            }
+        }
+        let token = self.api_csrf.clone().unwrap_or_default();
+        let body = body.map(serde_json::Value::to_string);
+        self.request(
+            method,
+            uri,
+            body,
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &token),
+            ],
+        )
+        .await
     }
 
     pub async fn get(&mut self, uri: &str) -> Response {
@@ -250,6 +284,7 @@ impl Client {
     }
 
     pub async fn login_with(&mut self, login: &str, password: &str) -> Response {
+        self.api_csrf = None;
         self.get("/vhod").await;
         let response = self
             .post("/vhod", &[("login", login), ("password", password)])

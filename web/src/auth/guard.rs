@@ -268,6 +268,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let request = Request::from_parts(parts, body);
     match (rule, &user) {
         (Rule::Public, _) => next.run(request).await,
+        (_, None) if crate::api::is_api(&uri) => AppError::Unauthorized.into_response(),
         (_, None) => {
             // A form sent after the session ended comes back to the home page after login.
             let next = if method == Method::GET {

@@ -18,10 +18,11 @@ use opora_domain::case::{
 use opora_domain::person::{PersonalData, Sealed};
 use opora_domain::reference::RegionCode;
 use opora_store::{CommandError, CommandMeta};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::Row;
 use time::{Date, OffsetDateTime};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::{self, Action};
@@ -31,7 +32,7 @@ use crate::error::{AppError, AppResult};
 use crate::export;
 use crate::i18n::{local_time, today_in, Tr};
 use crate::pages::persons::Choice;
-use crate::pages::RecordId;
+use crate::pages::{Outcome, RecordId, Refusal};
 use crate::AppState;
 
 /// Who works with cases (each within its places).
@@ -54,30 +55,43 @@ pub fn routes() -> Routes {
 // The register
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize, Clone)]
+/// The register's filters (all optional; a flag is on when not empty).
+#[derive(Debug, Default, Deserialize, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RegisterQuery {
+    /// Search by the child's name (for viewers who may read it) or the case number.
     #[serde(default)]
     pub q: String,
+    /// A municipality's id.
     #[serde(default)]
     pub municipality: String,
+    /// An institution type code (see the case fact schema).
     #[serde(default)]
     pub institution_type: String,
+    /// A legal status code.
     #[serde(default)]
     pub legal_status: String,
+    /// Not empty: only children over 6 months without a consilium review.
     #[serde(default)]
     pub needs_review: String,
+    /// Not empty: only cases under the curator's personal control.
     #[serde(default)]
     pub control: String,
+    /// Not empty: only cases with overdue action items.
     #[serde(default)]
     pub overdue: String,
+    /// At least this many whole months in the institution.
     #[serde(default)]
     pub months: String,
+    /// `name`, `placed` or `review`; by case number otherwise.
     #[serde(default)]
     pub sort: String,
+    /// The page, from 0 (50 rows a page).
     #[serde(default)]
     pub page: Option<i64>,
 }
 
+#[derive(Serialize, ToSchema)]
 pub struct RegisterRow {
     pub id: Uuid,
     pub case_number: String,
@@ -87,8 +101,10 @@ pub struct RegisterRow {
     pub institution: String,
     pub institution_type: String,
     pub legal_status: String,
+    #[serde(with = "crate::api::date::option")]
     pub placed_on: Option<Date>,
     pub months: i64,
+    #[serde(with = "crate::api::date::option")]
     pub last_review: Option<Date>,
     pub needs_review: bool,
     pub under_control: bool,
@@ -244,16 +260,28 @@ pub(crate) fn choices<T: Copy>(
         .collect()
 }
 
-async fn register(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    Query(query): Query<RegisterQuery>,
-) -> AppResult<RegisterPage> {
+/// One page of the register (the viewing is logged as a list of personal data).
+#[derive(Serialize, ToSchema)]
+pub struct RegisterList {
+    /// Children matching the filters, on every page.
+    pub total: usize,
+    pub needing_review: usize,
+    /// From 0.
+    pub page: i64,
+    pub pages: i64,
+    pub rows: Vec<RegisterRow>,
+}
+
+pub(crate) async fn register_list(
+    state: &AppState,
+    viewer: &Viewer,
+    query: &RegisterQuery,
+    tr: Tr,
+) -> AppResult<RegisterList> {
     let scope = viewer.personal_scope();
-    let today = viewer_today(&state, &scope).await?;
-    let all = register_rows(&state, &scope, &query, c.tr, today).await?;
-    audit::record(&state, &viewer, Action::List, Some(RECORD), None).await?;
+    let today = viewer_today(state, &scope).await?;
+    let all = register_rows(state, &scope, query, tr, today).await?;
+    audit::record(state, viewer, Action::List, Some(RECORD), None).await?;
     let total = all.len();
     let needing_review = all.iter().filter(|r| r.needs_review).count();
     let pages = ((total as i64) + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -263,6 +291,29 @@ async fn register(
         .skip((page * PAGE_SIZE) as usize)
         .take(PAGE_SIZE as usize)
         .collect();
+    Ok(RegisterList {
+        total,
+        needing_review,
+        page,
+        pages,
+        rows,
+    })
+}
+
+async fn register(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    Query(query): Query<RegisterQuery>,
+) -> AppResult<RegisterPage> {
+    let scope = viewer.personal_scope();
+    let RegisterList {
+        total,
+        needing_review,
+        page,
+        pages,
+        rows,
+    } = register_list(&state, &viewer, &query, c.tr).await?;
     let municipalities = sqlx::query(
         "SELECT id, name FROM reference.municipality \
           WHERE $1 OR region_code = ANY($2) OR id = ANY($3) ORDER BY name",
@@ -445,6 +496,23 @@ struct NewCasePage {
     error: Option<String>,
 }
 
+async fn new_case_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    person: Uuid,
+) -> AppResult<NewCasePage> {
+    let (region, _, personal) = child_in_scope(state, viewer, person).await?;
+    Ok(NewCasePage {
+        name: personal.map_or_else(|| c.tr.t("person-erased"), |p| p.full_name()),
+        today: region_today(state, &region).await?,
+        c,
+        person,
+        command_id: Uuid::now_v7(),
+        error: None,
+    })
+}
+
 async fn new_case_form(
     State(state): State<AppState>,
     c: Chrome,
@@ -452,15 +520,7 @@ async fn new_case_form(
     Query(query): Query<NewCaseQuery>,
 ) -> AppResult<NewCasePage> {
     let person = Uuid::parse_str(query.person.trim()).map_err(|_| AppError::NotFound)?;
-    let (region, _, personal) = child_in_scope(&state, &viewer, person).await?;
-    Ok(NewCasePage {
-        name: personal.map_or_else(|| c.tr.t("person-erased"), |p| p.full_name()),
-        today: region_today(&state, &region).await?,
-        c,
-        person,
-        command_id: Uuid::now_v7(),
-        error: None,
-    })
+    new_case_page(&state, c, &viewer, person).await
 }
 
 async fn region_today(state: &AppState, region: &RegionCode) -> AppResult<Date> {
@@ -493,34 +553,23 @@ pub(crate) async fn next_case_number(
 /// The case id of an opening command: a form sent twice opens one case.
 const CASE_NAMESPACE: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4341_5345_0000_0000_0001);
 
-async fn open_case(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    RawForm(raw): RawForm,
-) -> AppResult<Response> {
-    let form = FormFields::parse(&raw);
-    let person = Uuid::parse_str(form.get("person")).map_err(|_| AppError::NotFound)?;
-    let (region, municipality, personal) = child_in_scope(&state, &viewer, person).await?;
-    let today = region_today(&state, &region).await?;
-    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
+/// Opens a case for a child in the viewer's scope (out of scope: not found). The case id
+/// comes from the command id, so the same form or call sent twice opens one case.
+pub(crate) async fn open_case_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    form: &FormFields,
+) -> Outcome<Uuid> {
+    let Ok(person) = Uuid::parse_str(form.get("person")) else {
+        return Ok(Err(Refusal::new(tr, "case-choose-child")));
+    };
+    let (region, municipality, personal) = child_in_scope(state, viewer, person).await?;
+    let today = region_today(state, &region).await?;
+    let command_id = form.command_id();
     let id = Uuid::new_v5(&CASE_NAMESPACE, command_id.as_bytes());
-    let on = opora_domain::parse_date(form.get("on"));
-    let Some(on) = on else {
-        let name = personal.map_or_else(|| c.tr.t("person-erased"), |p| p.full_name());
-        let error = Some(c.tr.t("case-bad-date"));
-        return Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            NewCasePage {
-                c,
-                person,
-                name,
-                today,
-                command_id,
-                error,
-            },
-        )
-            .into_response());
+    let Some(on) = opora_domain::parse_date(form.get("on")) else {
+        return Ok(Err(Refusal::new(tr, "case-bad-date")));
     };
     let exists: bool = sqlx::query_scalar(
         "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1)",
@@ -529,10 +578,10 @@ async fn open_case(
     .fetch_one(state.log.pool())
     .await?;
     if exists {
-        return Ok(Redirect::to(&format!("/vyzov/dela/{id}")).into_response());
+        return Ok(Ok(id));
     }
-    let case_number = next_case_number(&state, &region, on.year()).await?;
-    let family = crate::pages::families::family_of(&state, person).await?;
+    let case_number = next_case_number(state, &region, on.year()).await?;
+    let family = crate::pages::families::family_of(state, person).await?;
     let command = CaseCommand {
         on,
         today,
@@ -554,30 +603,33 @@ async fn open_case(
         )
         .await
     {
-        Ok(_) => Ok(Redirect::to(&format!("/vyzov/dela/{id}")).into_response()),
-        Err(CommandError::Rejected(error)) => {
-            let name = personal.map_or_else(|| c.tr.t("person-erased"), |p| p.full_name());
-            let error = Some(case_error(c.tr, &error));
-            Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                NewCasePage {
-                    c,
-                    person,
-                    name,
-                    today,
-                    command_id,
-                    error,
-                },
-            )
-                .into_response())
-        }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Ok(_) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(case_error(tr, &error))),
+        Err(error) => Err(error.into()),
     }
+}
+
+async fn open_case(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    let refusal = match open_case_command(&state, &viewer, c.tr, &form).await? {
+        Ok(id) => return Ok(Redirect::to(&format!("/vyzov/dela/{id}")).into_response()),
+        Err(refusal) => refusal,
+    };
+    let person = Uuid::parse_str(form.get("person")).map_err(|_| AppError::NotFound)?;
+    let mut page = new_case_page(&state, c, &viewer, person).await?;
+    page.command_id = form.command_id();
+    page.error = Some(refusal.message);
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 
 /// A refusal in the user's language: the message `case-error-<Variant>` with the error's
 /// fields as arguments.
-pub fn case_error(tr: Tr, error: &CaseError) -> String {
+pub fn case_error(tr: Tr, error: &CaseError) -> Refusal {
     use fluent_templates::fluent_bundle::FluentValue;
     let value = serde_json::to_value(error).unwrap_or_default();
     let (variant, fields) = match &value {
@@ -599,16 +651,18 @@ pub fn case_error(tr: Tr, error: &CaseError) -> String {
         })
         .collect();
     let key = format!("case-error-{variant}");
-    match tr.try_t(&key) {
+    let message = match tr.try_t(&key) {
         Some(_) => tr.with(&key, &args),
         None => error.to_string(),
-    }
+    };
+    Refusal { code: key, message }
 }
 
 // ---------------------------------------------------------------------------------------
 // The case page
 // ---------------------------------------------------------------------------------------
 
+#[derive(Serialize, ToSchema)]
 pub struct Entry {
     pub sequence: i64,
     pub what: String,
@@ -620,29 +674,38 @@ pub struct Entry {
     pub voidable: bool,
 }
 
+#[derive(Serialize, ToSchema)]
 pub struct ItemRow {
     pub item: Uuid,
     pub action: String,
     pub executor: String,
+    #[serde(with = "crate::api::date")]
     pub due: Date,
+    #[serde(with = "crate::api::date::option")]
     pub done_on: Option<Date>,
     pub overdue: bool,
 }
 
+#[derive(Serialize, ToSchema)]
 pub struct ReviewRow {
+    #[serde(with = "crate::api::date")]
     pub held_on: Date,
     pub level: String,
     pub assessments: String,
     pub aid: String,
+    #[serde(with = "crate::api::date::option")]
     pub return_by: Option<Date>,
+    #[serde(with = "crate::api::date::option")]
     pub next_review: Option<Date>,
 }
 
+#[derive(Serialize, ToSchema)]
 pub struct CaseView {
     pub id: Uuid,
     pub case_number: String,
     pub child: Uuid,
     pub name: Option<String>,
+    #[serde(with = "crate::api::date::option")]
     pub birth_date: Option<Date>,
     pub region: String,
     pub region_code: String,
@@ -652,17 +715,30 @@ pub struct CaseView {
     pub placed: bool,
     pub institution: String,
     pub institution_type: String,
+    #[serde(with = "crate::api::date::option")]
     pub placed_on: Option<Date>,
     pub months: i64,
     pub legal_status: String,
     pub under_control: bool,
+    #[serde(with = "crate::api::date::option")]
     pub last_review: Option<Date>,
+    #[serde(with = "crate::api::date::option")]
     pub next_review: Option<Date>,
     pub needs_review: bool,
     pub accompaniment: bool,
     pub parental_rights: String,
     pub last_exit: String,
     pub entries: i64,
+}
+
+/// A case as the case page and the API show it.
+#[derive(Serialize, ToSchema)]
+pub struct CaseDetail {
+    pub case: CaseView,
+    /// Newest first.
+    pub timeline: Vec<Entry>,
+    pub items: Vec<ItemRow>,
+    pub reviews: Vec<ReviewRow>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -814,15 +890,13 @@ fn describe(tr: Tr, event_type: &str, payload: &serde_json::Value) -> String {
     }
 }
 
-async fn load_case_page(
+/// A case with its timeline, action items and reviews (the viewing is logged).
+pub(crate) async fn case_detail(
     state: &AppState,
-    c: Chrome,
     viewer: &Viewer,
     id: Uuid,
-    error: Option<String>,
-    notice: Option<String>,
-) -> AppResult<CasePage> {
-    let tr = c.tr;
+    tr: Tr,
+) -> AppResult<CaseDetail> {
     let case = case_in_scope(state, viewer, id, tr).await?;
     audit::record(
         state,
@@ -929,6 +1003,30 @@ async fn load_case_page(
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(CaseDetail {
+        case,
+        timeline,
+        items,
+        reviews,
+    })
+}
+
+async fn load_case_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    id: Uuid,
+    error: Option<String>,
+    notice: Option<String>,
+) -> AppResult<CasePage> {
+    let tr = c.tr;
+    let CaseDetail {
+        case,
+        timeline,
+        items,
+        reviews,
+    } = case_detail(state, viewer, id, tr).await?;
+    let today = today_in(&case.time_zone);
     let region = Some(vec![case.region_code.clone()]);
     let organisations = |kind: &'static str| {
         crate::pages::persons::organisation_choices(state.log.pool(), kind, region.as_deref())
@@ -982,6 +1080,17 @@ impl FormFields {
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.trim())
     }
+    /// A check box or yes/no field: ticked.
+    pub fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), "1" | "yes" | "true" | "on")
+    }
+    /// The form's command id (a fresh one if it has none: then it is not idempotent).
+    pub fn command_id(&self) -> Uuid {
+        Uuid::parse_str(self.get("command_id")).unwrap_or_else(|_| Uuid::now_v7())
+    }
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
@@ -990,6 +1099,29 @@ impl FormFields {
             .collect()
     }
 }
+
+/// The actions [`parse_action`] reads.
+pub const ACTIONS: &[&str] = &[
+    "place",
+    "transfer",
+    "legal_status",
+    "review",
+    "item",
+    "item_done",
+    "control",
+    "release",
+    "visit",
+    "accompaniment_start",
+    "accompaniment_end",
+    "rights_restricted",
+    "rights_removed",
+    "rights_restored",
+    "exit",
+    "prevented",
+    "close",
+    "reopen",
+    "void",
+];
 
 /// What is wrong with the form (a message key), or the action it asks for.
 pub(crate) fn parse_action(form: &FormFields) -> Result<CaseAction, &'static str> {
@@ -1004,8 +1136,8 @@ pub(crate) fn parse_action(form: &FormFields) -> Result<CaseAction, &'static str
         }
     };
     let assessment = |name: &str| match form.get(name) {
-        "yes" => Some(true),
-        "no" => Some(false),
+        "yes" | "true" => Some(true),
+        "no" | "false" => Some(false),
         _ => None,
     };
     let text = |name: &str, missing: &'static str| Text::parse(form.get(name)).ok_or(missing);
@@ -1085,29 +1217,26 @@ pub(crate) fn parse_action(form: &FormFields) -> Result<CaseAction, &'static str
     })
 }
 
-/// The case page again, with the refusal beside the forms (nothing was recorded).
-async fn refuse(
+/// Records one fact on a case in the viewer's scope (out of scope: not found). The form
+/// names the number of entries it was made for (`entries`): a form made for an older state
+/// of the case is refused, not merged; the same command id is recorded once.
+pub(crate) async fn record_fact_command(
     state: &AppState,
-    c: Chrome,
     viewer: &Viewer,
+    tr: Tr,
     id: Uuid,
-    message: String,
-) -> AppResult<Response> {
-    let page = load_case_page(state, c, viewer, id, Some(message), None).await?;
-    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
-}
-
-async fn record_fact(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    RecordId(id): RecordId,
-    RawForm(raw): RawForm,
-) -> AppResult<Response> {
-    let case = case_in_scope(&state, &viewer, id, c.tr).await?;
-    let form = FormFields::parse(&raw);
-    let tr = c.tr;
-    // A form made for an older state of the case is refused, not merged.
+    form: &FormFields,
+) -> Outcome<()> {
+    let case = case_in_scope(state, viewer, id, tr).await?;
+    let command_id = form.command_id();
+    let already: bool =
+        sqlx::query_scalar("SELECT exists(SELECT 1 FROM event WHERE command_id = $1)")
+            .bind(command_id)
+            .fetch_one(state.log.pool())
+            .await?;
+    if already {
+        return Ok(Ok(()));
+    }
     let current: i64 = sqlx::query_scalar(
         "SELECT coalesce(max(sequence), 0) FROM event \
           WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1",
@@ -1115,24 +1244,15 @@ async fn record_fact(
     .bind(id.to_string())
     .fetch_one(state.log.pool())
     .await?;
-    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
-    let already: bool =
-        sqlx::query_scalar("SELECT exists(SELECT 1 FROM event WHERE command_id = $1)")
-            .bind(command_id)
-            .fetch_one(state.log.pool())
-            .await?;
-    if already {
-        return Ok(Redirect::to(&format!("/vyzov/dela/{id}?notice=case-recorded")).into_response());
-    }
     if form.get("entries").parse::<i64>().ok() != Some(current) {
-        return refuse(&state, c, &viewer, id, tr.t("case-stale-form")).await;
+        return Ok(Err(Refusal::new(tr, "case-stale-form")));
     }
     let Some(on) = opora_domain::parse_date(form.get("on")) else {
-        return refuse(&state, c, &viewer, id, tr.t("case-bad-date")).await;
+        return Ok(Err(Refusal::new(tr, "case-bad-date")));
     };
-    let action = match parse_action(&form) {
+    let action = match parse_action(form) {
         Ok(action) => action,
-        Err(key) => return refuse(&state, c, &viewer, id, tr.t(key)).await,
+        Err(key) => return Ok(Err(Refusal::new(tr, key))),
     };
     let command = CaseCommand {
         on,
@@ -1149,15 +1269,47 @@ async fn record_fact(
         )
         .await
     {
-        Ok(_) => {
+        Ok(_) => Ok(Ok(())),
+        Err(CommandError::Rejected(error)) => Ok(Err(case_error(tr, &error))),
+        Err(CommandError::Conflict) => Ok(Err(Refusal::new(tr, "case-stale-form"))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn record_fact(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RecordId(id): RecordId,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    match record_fact_command(&state, &viewer, c.tr, id, &form).await? {
+        Ok(()) => {
             Ok(Redirect::to(&format!("/vyzov/dela/{id}?notice=case-recorded")).into_response())
         }
-        Err(CommandError::Rejected(error)) => {
-            refuse(&state, c, &viewer, id, case_error(tr, &error)).await
+        Err(refusal) => {
+            let page = load_case_page(&state, c, &viewer, id, Some(refusal.message), None).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
-        Err(CommandError::Conflict) => {
-            refuse(&state, c, &viewer, id, tr.t("case-stale-form")).await
+    }
+}
+
+#[cfg(test)]
+mod action_tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_action_is_read_and_nothing_else() {
+        for action in ACTIONS {
+            let form = FormFields::from_pairs(vec![("action".into(), (*action).into())]);
+            assert_ne!(
+                parse_action(&form).err(),
+                Some("case-unknown-action"),
+                "{action}"
+            );
         }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        let form = FormFields::from_pairs(vec![("action".into(), "teleport".into())]);
+        assert_eq!(parse_action(&form).err(), Some("case-unknown-action"));
     }
 }

@@ -15,9 +15,10 @@ use opora_domain::organisation::{
 use opora_domain::person::PersonalData;
 use opora_domain::reference::{PlaceName, RegionCode};
 use opora_store::{CommandError, CommandMeta};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use time::Date;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::guard::{Routes, Rule, Viewer};
@@ -26,10 +27,10 @@ use crate::error::{AppError, AppResult};
 use crate::i18n::{today_in, Tr};
 use crate::pages::cases::{choices, FormFields, ROLES};
 use crate::pages::persons::Choice;
-use crate::pages::RecordId;
+use crate::pages::{Outcome, RecordId, Refusal};
 use crate::AppState;
 
-const EDITORS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
+pub const EDITORS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -43,6 +44,7 @@ pub fn routes() -> Routes {
         .get("/vyzov/zadachi", Rule::Roles(ROLES), tasks)
 }
 
+#[derive(Serialize, ToSchema)]
 pub struct OrganisationRow {
     pub id: Uuid,
     pub kind: String,
@@ -78,14 +80,12 @@ fn viewer_regions(viewer: &Viewer) -> Option<Vec<String>> {
     (!scope.everywhere).then_some(scope.regions)
 }
 
-async fn page(
+/// The directory of the viewer's regions.
+pub(crate) async fn organisation_rows(
     state: &AppState,
-    c: Chrome,
     viewer: &Viewer,
-    error: Option<String>,
-    notice: Option<String>,
-) -> AppResult<DirectoryPage> {
-    let tr = c.tr;
+    tr: Tr,
+) -> AppResult<Vec<OrganisationRow>> {
     let regions = viewer_regions(viewer);
     let rows = sqlx::query(
         "SELECT o.id, o.kind, o.name, coalesce(r.name, o.region_code) AS region, \
@@ -130,6 +130,18 @@ async fn page(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(organisations)
+}
+
+async fn page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    error: Option<String>,
+    notice: Option<String>,
+) -> AppResult<DirectoryPage> {
+    let tr = c.tr;
+    let organisations = organisation_rows(state, viewer, tr).await?;
     let allowed: Option<Vec<String>> = if viewer.has_role(Role::Administrator) {
         None
     } else {
@@ -202,43 +214,41 @@ fn details(form: &FormFields, kind: OrganisationKind) -> Result<OrganisationDeta
     })
 }
 
-fn organisation_error(tr: Tr, error: &opora_domain::organisation::OrganisationError) -> String {
+fn organisation_error(tr: Tr, error: &opora_domain::organisation::OrganisationError) -> Refusal {
     use opora_domain::organisation::OrganisationError as E;
-    tr.t(match error {
-        E::AlreadyRegistered => "directory-exists",
-        E::NotRegistered => "directory-not-found",
-        E::DetailNotForKind => "directory-detail-not-for-kind",
-        E::ConsiliumNeedsLevel => "field-choose",
-        E::CountTooLarge => "directory-bad-number",
-        E::SameDetails => "directory-same-details",
-    })
+    Refusal::new(
+        tr,
+        match error {
+            E::AlreadyRegistered => "directory-exists",
+            E::NotRegistered => "directory-not-found",
+            E::DetailNotForKind => "directory-detail-not-for-kind",
+            E::ConsiliumNeedsLevel => "field-choose",
+            E::CountTooLarge => "directory-bad-number",
+            E::SameDetails => "directory-same-details",
+        },
+    )
 }
 
-async fn add_organisation(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    RawForm(raw): RawForm,
-) -> AppResult<Response> {
-    let form = FormFields::parse(&raw);
-    let tr = c.tr;
+/// Registers an organisation in a region the viewer keeps (a curator's; any for an
+/// administrator).
+pub(crate) async fn add_organisation_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    form: &FormFields,
+) -> Outcome<Uuid> {
     let region = RegionCode::parse(form.get("region")).ok().filter(|code| {
         viewer.has_role(Role::Administrator)
-            || editable_regions(&viewer).iter().any(|r| r == code.as_str())
+            || editable_regions(viewer).iter().any(|r| r == code.as_str())
     });
     let kind = OrganisationKind::parse(form.get("kind")).ok();
     let name = PlaceName::parse(form.get("name")).ok();
     let (Some(region), Some(kind), Some(name)) = (region, kind, name) else {
-        let error = Some(tr.t("directory-fill-in"));
-        let page = page(&state, c, &viewer, error, None).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        return Ok(Err(Refusal::new(tr, "directory-fill-in")));
     };
-    let details = match details(&form, kind) {
+    let details = match details(form, kind) {
         Ok(details) => details,
-        Err(key) => {
-            let page = page(&state, c, &viewer, Some(tr.t(key)), None).await?;
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-        }
+        Err(key) => return Ok(Err(Refusal::new(tr, key))),
     };
     let id = opora_domain::organisation::organisation_id(&region, &name);
     let bus = opora_store::CommandBus::<Organisation>::new(state.log.clone(), ());
@@ -256,29 +266,45 @@ async fn add_organisation(
         )
         .await;
     match result {
-        Ok(_) => Ok(Redirect::to("/vyzov/spravochnik?notice=directory-added").into_response()),
-        Err(CommandError::Rejected(error)) => {
-            let page = page(
-                &state,
-                c,
-                &viewer,
-                Some(organisation_error(tr, &error)),
-                None,
-            )
-            .await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
-        }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Ok(_) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(organisation_error(tr, &error))),
+        Err(error) => Err(error.into()),
     }
 }
 
-async fn change_details(
+/// The page again with a refusal beside the forms (nothing was written).
+async fn refuse(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    refusal: Refusal,
+) -> AppResult<Response> {
+    let page = page(state, c, viewer, Some(refusal.message), None).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
+
+async fn add_organisation(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
-    RecordId(id): RecordId,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    match add_organisation_command(&state, &viewer, c.tr, &form).await? {
+        Ok(_) => Ok(Redirect::to("/vyzov/spravochnik?notice=directory-added").into_response()),
+        Err(refusal) => refuse(&state, c, &viewer, refusal).await,
+    }
+}
+
+/// Changes an organisation's details (capacity, specialists, level) in a region the viewer
+/// keeps; another region's organisation is not found.
+pub(crate) async fn change_details_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+    form: &FormFields,
+) -> Outcome<Uuid> {
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT kind, region_code FROM reference.organisation WHERE id = $1")
             .bind(id)
@@ -287,18 +313,13 @@ async fn change_details(
     let Some((kind, region)) = row else {
         return Err(AppError::NotFound);
     };
-    if !viewer.has_role(Role::Administrator) && !editable_regions(&viewer).contains(&region) {
+    if !viewer.has_role(Role::Administrator) && !editable_regions(viewer).contains(&region) {
         return Err(AppError::NotFound);
     }
     let kind = OrganisationKind::parse(&kind)?;
-    let form = FormFields::parse(&raw);
-    let tr = c.tr;
-    let details = match details(&form, kind) {
+    let details = match details(form, kind) {
         Ok(details) => details,
-        Err(key) => {
-            let page = page(&state, c, &viewer, Some(tr.t(key)), None).await?;
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-        }
+        Err(key) => return Ok(Err(Refusal::new(tr, key))),
     };
     let bus = opora_store::CommandBus::<Organisation>::new(state.log.clone(), ());
     match bus
@@ -309,28 +330,34 @@ async fn change_details(
         )
         .await
     {
-        Ok(_) => Ok(Redirect::to("/vyzov/spravochnik?notice=directory-changed").into_response()),
-        Err(CommandError::Rejected(error)) => {
-            let page = page(
-                &state,
-                c,
-                &viewer,
-                Some(organisation_error(tr, &error)),
-                None,
-            )
-            .await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
-        }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Ok(_) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(organisation_error(tr, &error))),
+        Err(error) => Err(error.into()),
     }
 }
 
+async fn change_details(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RecordId(id): RecordId,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    match change_details_command(&state, &viewer, c.tr, id, &form).await? {
+        Ok(_) => Ok(Redirect::to("/vyzov/spravochnik?notice=directory-changed").into_response()),
+        Err(refusal) => refuse(&state, c, &viewer, refusal).await,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct TaskRow {
     pub case_id: Uuid,
     pub case_number: String,
     pub name: Option<String>,
     pub action: String,
     pub executor: String,
+    #[serde(with = "crate::api::date")]
     pub due: Date,
     pub overdue: bool,
 }
@@ -344,19 +371,21 @@ struct TasksPage {
     overdue: usize,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TasksQuery {
+    /// Not empty: overdue items only.
     #[serde(default)]
-    overdue: String,
+    pub overdue: String,
 }
 
-/// Open action items in the viewer's places: overdue first, then the next 60 days.
-async fn tasks(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    Query(query): Query<TasksQuery>,
-) -> AppResult<TasksPage> {
+/// Open action items in the viewer's places: overdue first, then the next 60 days (the
+/// viewing is logged).
+pub(crate) async fn task_rows(
+    state: &AppState,
+    viewer: &Viewer,
+    overdue_only: bool,
+) -> AppResult<Vec<TaskRow>> {
     let scope = viewer.personal_scope();
     let today = today_in("Europe/Moscow");
     let rows = sqlx::query(
@@ -365,18 +394,18 @@ async fn tasks(
            LEFT JOIN persons.person p ON p.id = c.child \
           WHERE a.done_on IS NULL AND NOT c.closed \
             AND ($1 OR c.region_code = ANY($2) OR c.municipality = ANY($3)) \
-            AND a.due <= $4 + 60 AND ($5 = '' OR a.due < $4) \
+            AND a.due <= $4 + 60 AND (NOT $5 OR a.due < $4) \
           ORDER BY a.due, c.case_number",
     )
     .bind(scope.everywhere)
     .bind(&scope.regions)
     .bind(&scope.municipalities)
     .bind(today)
-    .bind(query.overdue.trim())
+    .bind(overdue_only)
     .fetch_all(state.log.pool())
     .await?;
     let opened: Vec<Option<PersonalData>> =
-        crate::pages::persons::open_sealed(&state, &rows).await?;
+        crate::pages::persons::open_sealed(state, &rows).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (row, personal) in rows.iter().zip(opened) {
         let due: Date = row.try_get("due")?;
@@ -391,17 +420,28 @@ async fn tasks(
         });
     }
     crate::audit::record(
-        &state,
-        &viewer,
+        state,
+        viewer,
         crate::audit::Action::List,
         Some("case"),
         None,
     )
     .await?;
+    Ok(out)
+}
+
+async fn tasks(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    Query(query): Query<TasksQuery>,
+) -> AppResult<TasksPage> {
+    let overdue_only = !query.overdue.trim().is_empty();
+    let rows = task_rows(&state, &viewer, overdue_only).await?;
     Ok(TasksPage {
-        overdue: out.iter().filter(|r| r.overdue).count(),
-        rows: out,
-        overdue_only: !query.overdue.trim().is_empty(),
+        overdue: rows.iter().filter(|r| r.overdue).count(),
+        rows,
+        overdue_only,
         c,
     })
 }

@@ -21,8 +21,10 @@ use crate::error::{AppError, AppResult};
 use crate::i18n::{today_in, Tr};
 use crate::pages::cases::{choices, FormFields};
 use crate::pages::persons::{open_sealed, Choice, MunicipalityGroup, ROLES};
-use crate::pages::RecordId;
+use crate::pages::{Outcome, RecordId, Refusal};
 use crate::AppState;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 const RECORD: &str = "family";
 const FAMILY_NAMESPACE: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4641_4d49_4c59_0000_0001);
@@ -36,6 +38,7 @@ pub fn routes() -> Routes {
         .post("/lyudi/semi/{id}/zapis", Rule::Roles(ROLES), change_family)
 }
 
+#[derive(Serialize, ToSchema)]
 pub struct FamilyRow {
     pub id: Uuid,
     pub name: Option<String>,
@@ -92,17 +95,27 @@ struct FamiliesPage {
     rows: Vec<FamilyRow>,
 }
 
+/// The families of the viewer's places (the viewing is logged).
+pub(crate) async fn family_list(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+) -> AppResult<Vec<FamilyRow>> {
+    let rows = family_rows(state, &viewer.personal_scope(), tr, None)
+        .await?
+        .into_iter()
+        .map(|(row, _, _)| row)
+        .collect();
+    audit::record(state, viewer, Action::List, Some(RECORD), None).await?;
+    Ok(rows)
+}
+
 async fn families(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
 ) -> AppResult<FamiliesPage> {
-    let rows = family_rows(&state, &viewer.personal_scope(), c.tr, None)
-        .await?
-        .into_iter()
-        .map(|(row, _, _)| row)
-        .collect();
-    audit::record(&state, &viewer, Action::List, Some(RECORD), None).await?;
+    let rows = family_list(&state, &viewer, c.tr).await?;
     Ok(FamiliesPage { c, rows })
 }
 
@@ -146,14 +159,14 @@ async fn new_family_form(
     new_family_page(&state, c, &viewer, None).await
 }
 
-async fn register_family(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    RawForm(raw): RawForm,
-) -> AppResult<Response> {
-    let form = FormFields::parse(&raw);
-    let tr = c.tr;
+/// Registers a family in one of the viewer's regions; its id comes from the command id
+/// (sent twice: registered once). Its name and contacts are sealed.
+pub(crate) async fn register_family_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    form: &FormFields,
+) -> Outcome<Uuid> {
     let allowed = viewer.registration_regions();
     let region = RegionCode::parse(form.get("region"))
         .ok()
@@ -162,11 +175,19 @@ async fn register_family(
     let status = FamilyStatus::parse(form.get("status")).ok();
     let municipality = Uuid::parse_str(form.get("municipality")).ok();
     let (Some(region), Some(name), Some(status)) = (region, name, status) else {
-        let page = new_family_page(&state, c, &viewer, Some(tr.t("family-fill-in"))).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        return Ok(Err(Refusal::new(tr, "family-fill-in")));
     };
-    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
+    let command_id = form.command_id();
     let id = Uuid::new_v5(&FAMILY_NAMESPACE, command_id.as_bytes());
+    let exists: bool = sqlx::query_scalar(
+        "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'Family' AND aggregate_id = $1)",
+    )
+    .bind(id.to_string())
+    .fetch_one(state.log.pool())
+    .await?;
+    if exists {
+        return Ok(Ok(id));
+    }
     let data = FamilyData {
         name: name.as_str().to_owned(),
         address: Text::parse(form.get("address")).map(|t| t.as_str().to_owned()),
@@ -174,26 +195,68 @@ async fn register_family(
     };
     let personal = state.vault.seal(id, &data).await?;
     let bus = CommandBus::<Family>::new(state.log.clone(), ());
-    bus.execute(
-        &id.to_string(),
-        FamilyCommand::Register {
-            on: today_in("Europe/Moscow"),
-            region,
-            municipality,
-            status,
-            large: form.get("large") == "1",
-            personal,
-        },
-        &CommandMeta::new(viewer.actor()).with_command_id(command_id),
-    )
-    .await?;
-    Ok(Redirect::to(&format!("/lyudi/semi/{id}")).into_response())
+    match bus
+        .execute(
+            &id.to_string(),
+            FamilyCommand::Register {
+                on: today_in("Europe/Moscow"),
+                region,
+                municipality,
+                status,
+                large: form.flag("large"),
+                personal,
+            },
+            &CommandMeta::new(viewer.actor()).with_command_id(command_id),
+        )
+        .await
+    {
+        Ok(_) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(family_error(tr, &error))),
+        Err(error) => Err(error.into()),
+    }
 }
 
+async fn register_family(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    match register_family_command(&state, &viewer, c.tr, &form).await? {
+        Ok(id) => Ok(Redirect::to(&format!("/lyudi/semi/{id}")).into_response()),
+        Err(refusal) => {
+            let page = new_family_page(&state, c, &viewer, Some(refusal.message)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct ChildRow {
     pub id: Uuid,
     pub name: Option<String>,
-    pub cases: Vec<(Uuid, String)>,
+    pub cases: Vec<CaseLink>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CaseLink {
+    pub id: Uuid,
+    pub case_number: String,
+}
+
+/// A family with its children and their cases.
+#[derive(Serialize, ToSchema)]
+pub struct FamilyView {
+    pub family: FamilyRow,
+    pub address: Option<String>,
+    pub phone: Option<String>,
+    pub children: Vec<ChildRow>,
+    /// Children of the region not yet in the family (what may be linked).
+    #[serde(skip)]
+    pub candidates: Vec<Choice>,
+    #[serde(skip)]
+    pub data: Option<FamilyData>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -209,16 +272,16 @@ struct FamilyPage {
     notice: Option<String>,
 }
 
-async fn family_page(
+/// A family in the viewer's scope (the viewing is logged; out of scope: not found, and the
+/// refusal logged).
+pub(crate) async fn family_view(
     state: &AppState,
-    c: Chrome,
     viewer: &Viewer,
+    tr: Tr,
     id: Uuid,
-    error: Option<String>,
-    notice: Option<String>,
-) -> AppResult<FamilyPage> {
+) -> AppResult<FamilyView> {
     let scope = viewer.personal_scope();
-    let Some((family, data, region)) = family_rows(state, &scope, c.tr, Some(id))
+    let Some((family, data, region)) = family_rows(state, &scope, tr, Some(id))
         .await?
         .into_iter()
         .next()
@@ -261,7 +324,11 @@ async fn family_page(
         children.push(ChildRow {
             id: row.try_get("id")?,
             name: personal.map(|p| p.full_name()),
-            cases: ids.into_iter().zip(numbers).collect(),
+            cases: ids
+                .into_iter()
+                .zip(numbers)
+                .map(|(id, case_number)| CaseLink { id, case_number })
+                .collect(),
         });
     }
     // Children of the region not yet in this family, to link.
@@ -285,13 +352,32 @@ async fn family_page(
             });
         }
     }
+    Ok(FamilyView {
+        family,
+        address: data.as_ref().and_then(|d| d.address.clone()),
+        phone: data.as_ref().and_then(|d| d.phone.clone()),
+        children,
+        candidates,
+        data,
+    })
+}
+
+async fn family_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    id: Uuid,
+    error: Option<String>,
+    notice: Option<String>,
+) -> AppResult<FamilyPage> {
+    let view = family_view(state, viewer, c.tr, id).await?;
     Ok(FamilyPage {
         statuses: choices(c.tr, "family-status", FamilyStatus::ALL),
         c,
-        family,
-        data,
-        children,
-        candidates,
+        family: view.family,
+        data: view.data,
+        children: view.children,
+        candidates: view.candidates,
         error,
         notice,
     })
@@ -308,27 +394,30 @@ async fn show_family(
     family_page(&state, c, &viewer, id, None, notice).await
 }
 
-fn family_error(tr: Tr, error: &FamilyError) -> String {
-    tr.t(match error {
-        FamilyError::AlreadyRegistered => "family-exists",
-        FamilyError::NotRegistered | FamilyError::WrongSubject => "family-not-found",
-        FamilyError::SameStatus | FamilyError::SameLarge => "directory-same-details",
-        FamilyError::AlreadyLinked => "family-already-linked",
-        FamilyError::NotLinked => "family-not-linked",
-    })
+fn family_error(tr: Tr, error: &FamilyError) -> Refusal {
+    Refusal::new(
+        tr,
+        match error {
+            FamilyError::AlreadyRegistered => "family-exists",
+            FamilyError::NotRegistered | FamilyError::WrongSubject => "family-not-found",
+            FamilyError::SameStatus | FamilyError::SameLarge => "directory-same-details",
+            FamilyError::AlreadyLinked => "family-already-linked",
+            FamilyError::NotLinked => "family-not-linked",
+        },
+    )
 }
 
-async fn change_family(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    RecordId(id): RecordId,
-    RawForm(raw): RawForm,
-) -> AppResult<Response> {
-    let tr = c.tr;
-    // In scope, or 404 (the page load checks and logs it).
-    let page = family_page(&state, c.clone(), &viewer, id, None, None).await?;
-    let form = FormFields::parse(&raw);
+/// Changes a family in the viewer's scope: status (with a reason), large family, a child
+/// linked (one of the region's children) or unlinked (with a reason).
+pub(crate) async fn change_family_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+    form: &FormFields,
+) -> Outcome<Uuid> {
+    // In scope, or not found (the view checks and logs it).
+    let view = family_view(state, viewer, tr, id).await?;
     let on = today_in("Europe/Moscow");
     let reason = Text::parse(form.get("reason"));
     let child = Uuid::parse_str(form.get("child")).ok();
@@ -338,11 +427,11 @@ async fn change_family(
             .map(|status| FamilyCommand::ChangeStatus { on, status, reason }),
         ("large", _, _) => Some(FamilyCommand::MarkLarge {
             on,
-            large: form.get("large") == "1",
+            large: form.flag("large"),
         }),
-        // Only a child of the family's region that the page offered can be linked.
+        // Only a child of the family's region that the page offers can be linked.
         ("link", _, Some(child))
-            if page.candidates.iter().any(|c| c.value == child.to_string()) =>
+            if view.candidates.iter().any(|c| c.value == child.to_string()) =>
         {
             Some(FamilyCommand::LinkChild { on, child })
         }
@@ -352,23 +441,35 @@ async fn change_family(
         _ => None,
     };
     let Some(command) = command else {
-        let page = family_page(&state, c, &viewer, id, Some(tr.t("family-fill-in")), None).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        return Ok(Err(Refusal::new(tr, "family-fill-in")));
     };
     let bus = CommandBus::<Family>::new(state.log.clone(), ());
     match bus
         .execute(&id.to_string(), command, &CommandMeta::new(viewer.actor()))
         .await
     {
+        Ok(_) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(family_error(tr, &error))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn change_family(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RecordId(id): RecordId,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    match change_family_command(&state, &viewer, c.tr, id, &form).await? {
         Ok(_) => {
             Ok(Redirect::to(&format!("/lyudi/semi/{id}?notice=case-recorded")).into_response())
         }
-        Err(CommandError::Rejected(error)) => {
-            let page =
-                family_page(&state, c, &viewer, id, Some(family_error(tr, &error)), None).await?;
+        Err(refusal) => {
+            let page = family_page(&state, c, &viewer, id, Some(refusal.message), None).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
     }
 }
 

@@ -34,10 +34,12 @@ use crate::export;
 use crate::i18n::{today_in, Tr};
 use crate::pages::cases::FormFields;
 use crate::pages::persons::Choice;
-use crate::pages::RecordId;
+use crate::pages::{Outcome, RecordId, Refusal};
 use crate::AppState;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-const IMPORTERS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
+pub const IMPORTERS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
 /// Rows one upload may hold.
 pub const MAX_ROWS: usize = 10_000;
 const BATCH_AAD: &[u8] = b"opora:import-batch";
@@ -135,11 +137,13 @@ fn loose<T: Copy>(all: &[(T, &'static str, &'static str)], raw: &str) -> Option<
 }
 
 /// One row checked: what it would import, or what is wrong with it.
+#[derive(Serialize, ToSchema)]
 pub struct CheckedRow {
     pub line: usize,
     pub name: String,
     pub errors: Vec<String>,
     pub duplicate: bool,
+    #[serde(skip)]
     pub parsed: Option<ParsedRow>,
 }
 
@@ -524,13 +528,11 @@ async fn upload_form(
     upload_page(&state, c, &viewer, None).await
 }
 
-async fn upload(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    mut multipart: Multipart,
-) -> AppResult<Response> {
-    let tr = c.tr;
+/// The upload's form: the region and the file (name and bytes), or a refusal key when the
+/// file is too large.
+pub(crate) async fn read_upload(
+    multipart: &mut Multipart,
+) -> Result<(String, Option<(String, Vec<u8>)>), &'static str> {
     let mut region = String::new();
     let mut file: Option<(String, Vec<u8>)> = None;
     while let Ok(Some(field)) = multipart.next_field().await {
@@ -540,18 +542,26 @@ async fn upload(
                 let name = field.file_name().unwrap_or("file.xlsx").to_owned();
                 match field.bytes().await {
                     Ok(bytes) => file = Some((name, bytes.to_vec())),
-                    Err(_) => {
-                        let page =
-                            upload_page(&state, c, &viewer, Some(tr.t("import-too-large"))).await?;
-                        return Ok((StatusCode::PAYLOAD_TOO_LARGE, page).into_response());
-                    }
+                    Err(_) => return Err("import-too-large"),
                 }
             }
             _ => {}
         }
     }
-    let allowed = importer_regions(&viewer);
-    let region = RegionCode::parse(&region).ok().filter(|r| {
+    Ok((region, file))
+}
+
+/// Reads an uploaded register into a batch that waits, sealed, for the uploader's
+/// confirmation; nothing is imported yet.
+pub(crate) async fn upload_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    region: &str,
+    file: Option<(String, Vec<u8>)>,
+) -> Outcome<Uuid> {
+    let allowed = importer_regions(viewer);
+    let region = RegionCode::parse(region).ok().filter(|r| {
         allowed
             .as_ref()
             .is_none_or(|a| a.iter().any(|x| x == r.as_str()))
@@ -563,8 +573,7 @@ async fn upload(
     };
     let (Some(region), Ok(rows)) = (region, read.clone()) else {
         let key = read.err().unwrap_or("import-bad-file");
-        let page = upload_page(&state, c, &viewer, Some(tr.t(key))).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        return Ok(Err(Refusal::new(tr, key)));
     };
     let id = Uuid::now_v7();
     let plain = serde_json::to_vec(&rows)?;
@@ -579,7 +588,30 @@ async fn upload(
     .bind(rows.len() as i32)
     .execute(state.log.pool())
     .await?;
-    Ok(Redirect::to(&format!("/vyzov/import/{id}")).into_response())
+    Ok(Ok(id))
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    mut multipart: Multipart,
+) -> AppResult<Response> {
+    let tr = c.tr;
+    let (region, file) = match read_upload(&mut multipart).await {
+        Ok(read) => read,
+        Err(key) => {
+            let page = upload_page(&state, c, &viewer, Some(tr.t(key))).await?;
+            return Ok((StatusCode::PAYLOAD_TOO_LARGE, page).into_response());
+        }
+    };
+    match upload_command(&state, &viewer, tr, &region, file).await? {
+        Ok(id) => Ok(Redirect::to(&format!("/vyzov/import/{id}")).into_response()),
+        Err(refusal) => {
+            let page = upload_page(&state, c, &viewer, Some(refusal.message)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
 }
 
 struct Batch {
@@ -608,6 +640,37 @@ async fn load_batch(state: &AppState, viewer: &Viewer, id: Uuid) -> AppResult<Ba
     })
 }
 
+/// An upload checked row by row, before (or after) it is imported.
+#[derive(Serialize, ToSchema)]
+pub struct ImportPreview {
+    pub id: Uuid,
+    pub valid: usize,
+    pub invalid: usize,
+    pub duplicates: usize,
+    /// Imported already.
+    pub done: bool,
+    pub rows: Vec<CheckedRow>,
+}
+
+pub(crate) async fn import_preview(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+) -> AppResult<ImportPreview> {
+    let batch = load_batch(state, viewer, id).await?;
+    let data = region_data(state, &batch.region).await?;
+    let rows = check_rows(tr, &batch.rows, &data);
+    Ok(ImportPreview {
+        id,
+        valid: rows.iter().filter(|r| r.parsed.is_some()).count(),
+        invalid: rows.iter().filter(|r| r.parsed.is_none()).count(),
+        duplicates: rows.iter().filter(|r| r.duplicate).count(),
+        done: batch.done,
+        rows,
+    })
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "cases/import_preview.html")]
 struct PreviewPage {
@@ -628,17 +691,15 @@ async fn preview_page(
     id: Uuid,
     error: Option<String>,
 ) -> AppResult<PreviewPage> {
-    let batch = load_batch(state, viewer, id).await?;
-    let data = region_data(state, &batch.region).await?;
-    let rows = check_rows(c.tr, &batch.rows, &data);
+    let preview = import_preview(state, viewer, c.tr, id).await?;
     Ok(PreviewPage {
-        valid: rows.iter().filter(|r| r.parsed.is_some()).count(),
-        invalid: rows.iter().filter(|r| r.parsed.is_none()).count(),
-        duplicates: rows.iter().filter(|r| r.duplicate).count(),
-        done: batch.done,
+        valid: preview.valid,
+        invalid: preview.invalid,
+        duplicates: preview.duplicates,
+        done: preview.done,
         c,
         id,
-        rows,
+        rows: preview.rows,
         error,
     })
 }
@@ -652,23 +713,22 @@ async fn preview(
     preview_page(&state, c, &viewer, id, None).await
 }
 
-async fn execute(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    RecordId(id): RecordId,
-    RawForm(raw): RawForm,
-) -> AppResult<Response> {
-    let form = FormFields::parse(&raw);
-    let tr = c.tr;
-    let batch = load_batch(&state, &viewer, id).await?;
-    let data = region_data(&state, &batch.region).await?;
+/// Imports a checked upload: every row if all are valid, or (`mode=valid`) only the valid
+/// ones; likely duplicates skipped when asked (`skip_duplicates`). Gives the rows imported.
+pub(crate) async fn execute_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+    form: &FormFields,
+) -> Outcome<usize> {
+    let batch = load_batch(state, viewer, id).await?;
+    let data = region_data(state, &batch.region).await?;
     let rows = check_rows(tr, &batch.rows, &data);
     let only_valid = form.get("mode") == "valid";
-    let skip_duplicates = form.get("skip_duplicates") == "1";
+    let skip_duplicates = form.flag("skip_duplicates");
     if !batch.done && !only_valid && rows.iter().any(|r| r.parsed.is_none()) {
-        let page = preview_page(&state, c, &viewer, id, Some(tr.t("import-has-errors"))).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        return Ok(Err(Refusal::new(tr, "import-has-errors")));
     }
     let mut imported = 0;
     for (index, row) in rows.iter().enumerate() {
@@ -678,16 +738,7 @@ async fn execute(
         if row.duplicate && skip_duplicates {
             continue;
         }
-        import_row(
-            &state,
-            &viewer,
-            &batch.region,
-            id,
-            index,
-            parsed,
-            data.today,
-        )
-        .await?;
+        import_row(state, viewer, &batch.region, id, index, parsed, data.today).await?;
         imported += 1;
     }
     sqlx::query("UPDATE access.import_batch SET done_at = coalesce(done_at, now()) WHERE id = $1")
@@ -695,10 +746,27 @@ async fn execute(
         .execute(state.log.pool())
         .await?;
     tracing::info!(batch = %id, rows = imported, "register imported");
-    Ok(Redirect::to(&format!(
-        "/vyzov/reestr?notice=import-done&imported={imported}"
-    ))
-    .into_response())
+    Ok(Ok(imported))
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RecordId(id): RecordId,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    match execute_command(&state, &viewer, c.tr, id, &form).await? {
+        Ok(imported) => Ok(Redirect::to(&format!(
+            "/vyzov/reestr?notice=import-done&imported={imported}"
+        ))
+        .into_response()),
+        Err(refusal) => {
+            let page = preview_page(&state, c, &viewer, id, Some(refusal.message)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
 }
 
 /// Registers the child, opens the case, records the placement and the last review. Every

@@ -37,6 +37,27 @@ impl NoticeQuery {
     }
 }
 
+/// A command the rules refused, with nothing written: a code for programs (a message
+/// key) and the message for people, in their language.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(tr: Tr, key: &str) -> Self {
+        Self {
+            code: key.to_owned(),
+            message: tr.t(key),
+        }
+    }
+}
+
+/// What a command did: its record's id, or the refusal to show beside the form. Errors
+/// that are not the user's (a missing record, the database) stay in the outer `AppResult`.
+pub type Outcome<T> = AppResult<Result<T, Refusal>>;
+
 /// The id in a record's address (`/…/{id}`); anything that is not an id is a missing
 /// record, answered 404 like one.
 pub struct RecordId(pub uuid::Uuid);

@@ -22,10 +22,13 @@ use crate::auth::guard::{PersonalScope, Routes, Rule, Viewer};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::today_in;
+use crate::i18n::Tr;
 use crate::pages::cases::{case_error, case_in_scope, choices, parse_action, FormFields, ROLES};
 use crate::pages::persons::Choice;
-use crate::pages::RecordId;
+use crate::pages::{Outcome, RecordId, Refusal};
 use crate::AppState;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -49,8 +52,10 @@ fn session_regions(scope: &PersonalScope) -> Option<Vec<String>> {
     (!scope.everywhere).then(|| scope.regions.clone())
 }
 
+#[derive(Serialize, ToSchema)]
 pub struct SessionRow {
     pub id: Uuid,
+    #[serde(with = "crate::api::date")]
     pub held_on: Date,
     pub region: String,
     pub level: String,
@@ -66,11 +71,12 @@ struct SessionsPage {
     rows: Vec<SessionRow>,
 }
 
-async fn sessions(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-) -> AppResult<SessionsPage> {
+/// The sittings of the viewer's regions, newest first (200 at most).
+pub(crate) async fn session_rows(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+) -> AppResult<Vec<SessionRow>> {
     let regions = session_regions(&viewer.personal_scope());
     let rows = sqlx::query(
         "SELECT s.id, s.held_on, coalesce(r.name, s.region_code) AS region, s.level, s.chair, \
@@ -88,13 +94,22 @@ async fn sessions(
             id: row.try_get("id")?,
             held_on: row.try_get("held_on")?,
             region: row.try_get("region")?,
-            level: c.tr.of("level", &row.try_get::<String, _>("level")?),
+            level: tr.of("level", &row.try_get::<String, _>("level")?),
             chair: row.try_get("chair")?,
             cases: row.try_get("cases")?,
             reviewed: row.try_get("reviewed")?,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(rows)
+}
+
+async fn sessions(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+) -> AppResult<SessionsPage> {
+    let rows = session_rows(&state, &viewer, c.tr).await?;
     Ok(SessionsPage { c, rows })
 }
 
@@ -193,14 +208,14 @@ async fn new_session_form(
 
 const SESSION_NAMESPACE: Uuid = Uuid::from_u128(0x6f70_6f72_612d_5345_5353_0000_0000_0001);
 
-async fn hold_session(
-    State(state): State<AppState>,
-    c: Chrome,
-    viewer: Viewer,
-    RawForm(raw): RawForm,
-) -> AppResult<Response> {
-    let form = FormFields::parse(&raw);
-    let tr = c.tr;
+/// Holds a sitting in one of the viewer's regions; only cases the viewer may see can be on
+/// its agenda. The sitting's id comes from the command id (sent twice: held once).
+pub(crate) async fn hold_session_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    form: &FormFields,
+) -> Outcome<Uuid> {
     let scope = viewer.personal_scope();
     let allowed = session_regions(&scope);
     let region = RegionCode::parse(form.get("region")).ok().filter(|r| {
@@ -218,7 +233,7 @@ async fn hold_session(
         .collect();
     let consilium = Uuid::parse_str(form.get("consilium")).ok();
     // Only cases the viewer may see can be put on the agenda.
-    let offered: Vec<Uuid> = agenda_choices(&state, &scope, today_in("Europe/Moscow"))
+    let offered: Vec<Uuid> = agenda_choices(state, &scope, today_in("Europe/Moscow"))
         .await?
         .into_iter()
         .map(|a| a.id)
@@ -230,10 +245,9 @@ async fn hold_session(
         .filter(|id| offered.contains(id))
         .collect();
     let (Some(region), Some(on), Some(level), Some(chair)) = (region, on, level, chair) else {
-        let page = new_session_page(&state, c, &viewer, Some(tr.t("session-fill-in"))).await?;
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        return Ok(Err(Refusal::new(tr, "session-fill-in")));
     };
-    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
+    let command_id = form.command_id();
     let id = Uuid::new_v5(&SESSION_NAMESPACE, command_id.as_bytes());
     let bus = CommandBus::<ConsiliumSession>::new(state.log.clone(), ());
     let result = bus
@@ -253,21 +267,54 @@ async fn hold_session(
         )
         .await;
     match result {
-        Ok(_) => Ok(Redirect::to(&format!("/vyzov/konsiliumy/{id}")).into_response()),
-        Err(CommandError::Rejected(error)) => {
-            let page = new_session_page(&state, c, &viewer, Some(error.to_string())).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
-        }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Ok(_) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(Refusal {
+            code: "session-refused".to_owned(),
+            message: error.to_string(),
+        })),
+        Err(error) => Err(error.into()),
     }
 }
 
+async fn hold_session(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RawForm(raw): RawForm,
+) -> AppResult<Response> {
+    let form = FormFields::parse(&raw);
+    match hold_session_command(&state, &viewer, c.tr, &form).await? {
+        Ok(id) => Ok(Redirect::to(&format!("/vyzov/konsiliumy/{id}")).into_response()),
+        Err(refusal) => {
+            let page = new_session_page(&state, c, &viewer, Some(refusal.message)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct AgendaRow {
     pub case: Uuid,
     pub case_number: String,
     pub name: Option<String>,
     pub entries: i64,
     pub decision: Option<String>,
+}
+
+/// A sitting and its agenda (cases out of the viewer's scope left out), each with its
+/// decision once reviewed.
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    #[serde(with = "crate::api::date")]
+    pub held_on: Date,
+    pub region: String,
+    pub level: String,
+    pub level_code: String,
+    pub consilium: String,
+    pub chair: String,
+    pub members: Vec<String>,
+    pub agenda: Vec<AgendaRow>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -287,14 +334,12 @@ struct SessionPage {
     error: Option<String>,
 }
 
-async fn session_page(
+pub(crate) async fn session_view(
     state: &AppState,
-    c: Chrome,
     viewer: &Viewer,
+    tr: Tr,
     id: Uuid,
-    error: Option<String>,
-) -> AppResult<SessionPage> {
-    let tr = c.tr;
+) -> AppResult<SessionView> {
     let scope = viewer.personal_scope();
     let regions = session_regions(&scope);
     let row = sqlx::query(
@@ -373,7 +418,8 @@ async fn session_page(
         Some(&id.to_string()),
     )
     .await?;
-    Ok(SessionPage {
+    Ok(SessionView {
+        id,
         held_on: row.try_get("held_on")?,
         region: row.try_get("region_name")?,
         level: tr.of("level", &level_code),
@@ -382,9 +428,29 @@ async fn session_page(
         chair: row.try_get("chair")?,
         members,
         agenda,
-        aids: choices(tr, "aid", AidDecision::ALL),
+    })
+}
+
+async fn session_page(
+    state: &AppState,
+    c: Chrome,
+    viewer: &Viewer,
+    id: Uuid,
+    error: Option<String>,
+) -> AppResult<SessionPage> {
+    let view = session_view(state, viewer, c.tr, id).await?;
+    Ok(SessionPage {
+        aids: choices(c.tr, "aid", AidDecision::ALL),
+        id: view.id,
+        held_on: view.held_on,
+        region: view.region,
+        level: view.level,
+        level_code: view.level_code,
+        consilium: view.consilium,
+        chair: view.chair,
+        members: view.members,
+        agenda: view.agenda,
         c,
-        id,
         error,
     })
 }
@@ -398,7 +464,58 @@ async fn show_session(
     session_page(&state, c, &viewer, id, None).await
 }
 
-/// Records the sitting's review of one case of its agenda (dated the sitting's date).
+/// Records the sitting's review of one case of its agenda (dated the sitting's date, at
+/// the sitting's level); a case already reviewed there is refused.
+pub(crate) async fn review_case_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+    form: &FormFields,
+) -> Outcome<()> {
+    let sitting = session_view(state, viewer, tr, id).await?;
+    let case = Uuid::parse_str(form.get("case")).map_err(|_| AppError::NotFound)?;
+    let Some(row) = sitting.agenda.iter().find(|a| a.case == case) else {
+        return Err(AppError::NotFound);
+    };
+    if row.decision.is_some() {
+        return Ok(Err(Refusal::new(tr, "session-already-reviewed")));
+    }
+    if form.get("entries").parse::<i64>().ok() != Some(row.entries) {
+        return Ok(Err(Refusal::new(tr, "case-stale-form")));
+    }
+    let mut action = match parse_action(form) {
+        Ok(action) => action,
+        Err(key) => return Ok(Err(Refusal::new(tr, key))),
+    };
+    if let CaseAction::RecordReview(review) = &mut action {
+        review.session = Some(id);
+        review.level = ReviewLevel::parse(&sitting.level_code).unwrap_or(review.level);
+    } else {
+        return Ok(Err(Refusal::new(tr, "case-unknown-action")));
+    }
+    let view = case_in_scope(state, viewer, case, tr).await?;
+    match state
+        .cases
+        .execute(
+            &case.to_string(),
+            CaseCommand {
+                on: sitting.held_on,
+                today: today_in(&view.time_zone),
+                born: view.birth_date,
+                action,
+            },
+            &CommandMeta::new(viewer.actor()).with_command_id(form.command_id()),
+        )
+        .await
+    {
+        Ok(_) => Ok(Ok(())),
+        Err(CommandError::Rejected(error)) => Ok(Err(case_error(tr, &error))),
+        Err(CommandError::Conflict) => Ok(Err(Refusal::new(tr, "case-stale-form"))),
+        Err(error) => Err(error.into()),
+    }
+}
+
 async fn review_case(
     State(state): State<AppState>,
     c: Chrome,
@@ -406,52 +523,12 @@ async fn review_case(
     RecordId(id): RecordId,
     RawForm(raw): RawForm,
 ) -> AppResult<Response> {
-    let tr = c.tr;
-    let page = session_page(&state, c.clone(), &viewer, id, None).await?;
     let form = FormFields::parse(&raw);
-    let case = Uuid::parse_str(form.get("case")).map_err(|_| AppError::NotFound)?;
-    let Some(row) = page.agenda.iter().find(|a| a.case == case) else {
-        return Err(AppError::NotFound);
-    };
-    let fail = |message: String| async {
-        let page = session_page(&state, c.clone(), &viewer, id, Some(message)).await?;
-        Ok::<_, AppError>((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
-    };
-    if row.decision.is_some() {
-        return fail(tr.t("session-already-reviewed")).await;
-    }
-    if form.get("entries").parse::<i64>().ok() != Some(row.entries) {
-        return fail(tr.t("case-stale-form")).await;
-    }
-    let mut action = match parse_action(&form) {
-        Ok(action) => action,
-        Err(key) => return fail(tr.t(key)).await,
-    };
-    if let CaseAction::RecordReview(review) = &mut action {
-        review.session = Some(id);
-        review.level = ReviewLevel::parse(&page.level_code).unwrap_or(review.level);
-    } else {
-        return Err(AppError::NotFound);
-    }
-    let view = case_in_scope(&state, &viewer, case, tr).await?;
-    let command_id = Uuid::parse_str(form.get("command_id")).unwrap_or_else(|_| Uuid::now_v7());
-    match state
-        .cases
-        .execute(
-            &case.to_string(),
-            CaseCommand {
-                on: page.held_on,
-                today: today_in(&view.time_zone),
-                born: view.birth_date,
-                action,
-            },
-            &CommandMeta::new(viewer.actor()).with_command_id(command_id),
-        )
-        .await
-    {
-        Ok(_) => Ok(Redirect::to(&format!("/vyzov/konsiliumy/{id}")).into_response()),
-        Err(CommandError::Rejected(error)) => fail(case_error(tr, &error)).await,
-        Err(CommandError::Conflict) => fail(tr.t("case-stale-form")).await,
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+    match review_case_command(&state, &viewer, c.tr, id, &form).await? {
+        Ok(()) => Ok(Redirect::to(&format!("/vyzov/konsiliumy/{id}")).into_response()),
+        Err(refusal) => {
+            let page = session_page(&state, c, &viewer, id, Some(refusal.message)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
     }
 }
