@@ -210,6 +210,9 @@ async fn serve(bind: SocketAddr, demo: bool, public_url: Option<String>) -> Resu
         crate::demo::load(&log, &vault)
             .await
             .context("loading demo data")?;
+        crate::demo::pilot::load(&log, &vault, crate::i18n::today_in("Europe/Moscow"))
+            .await
+            .context("loading the pilot regions' demo cases")?;
         for projection in opora_projections::all() {
             runner.catch_up(projection.as_ref()).await?;
         }

@@ -854,3 +854,75 @@ async fn a_family_with_its_status_and_children_and_its_next_case() {
     altai.login("curator22").await;
     assert_eq!(altai.get(&family).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_pilot_demo_fills_the_fourteen_regions_at_one_hundredth_of_the_seed_figures() {
+    use opora_web::demo::pilot;
+    let test = TestApp::with_demo().await;
+    let today = opora_web::i18n::today_in("Europe/Moscow");
+    pilot::load(&test.db.log, &test.vault, today).await.unwrap();
+    // A second run writes nothing.
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM event")
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    pilot::load(&test.db.log, &test.vault, today).await.unwrap();
+    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM event")
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, again);
+    test.project().await;
+    let ids: Vec<String> = pilot::case_ids().iter().map(Uuid::to_string).collect();
+    // Counted straight from the log, as the dashboards will.
+    let row = sqlx::query(
+        "WITH c AS (SELECT aggregate_id, \
+                min(effective_date) FILTER (WHERE event_type = 'ChildPlaced') AS placed, \
+                min(effective_date) FILTER (WHERE event_type = 'ChildLeftInstitution') AS left_on \
+           FROM event WHERE aggregate_type = 'ChildCase' AND aggregate_id = ANY($1) \
+          GROUP BY aggregate_id) \
+         SELECT (SELECT count(*) FROM c WHERE placed <= $2 AND (left_on IS NULL OR left_on > $2)) AS baseline, \
+                (SELECT count(*) FROM c WHERE placed <= $3 AND (left_on IS NULL OR left_on > $3)) AS midpoint, \
+                (SELECT count(DISTINCT e.region) FROM (SELECT split_part(payload->'CaseOpened'->>'case_number', '-', 1) AS region \
+                   FROM event WHERE event_type = 'CaseOpened' AND aggregate_id = ANY($1)) e) AS regions",
+    )
+    .bind(&ids)
+    .bind(pilot::BASELINE)
+    .bind(pilot::MIDPOINT)
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.get::<i64, _>("baseline"), 212, "21 152 on 01.07.2024");
+    assert_eq!(row.get::<i64, _>("midpoint"), 164, "16 446 on 01.10.2025");
+    assert_eq!(row.get::<i64, _>("regions"), 14);
+    let exits: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT payload->'ChildLeftInstitution'->>'exit', count(*) FROM event \
+          WHERE event_type = 'ChildLeftInstitution' AND aggregate_id = ANY($1) \
+            AND effective_date BETWEEN '2025-01-01' AND '2025-12-31' GROUP BY 1",
+    )
+    .bind(&ids)
+    .fetch_all(&test.db.pool)
+    .await
+    .unwrap();
+    let total: i64 = exits.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 230, "22 981 left in 2025: {exits:?}");
+    let home = exits
+        .iter()
+        .find(|(k, _)| k == "birth_family")
+        .map(|(_, n)| *n);
+    assert_eq!(home, Some(148), "14 825 went home");
+    let prevented: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM event WHERE event_type = 'PlacementPrevented' AND aggregate_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&test.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(prevented, 90);
+    // The register of a pilot region shows its children, names opened for its curator.
+    let mut curator = test.client();
+    curator.login("curator22").await;
+    let register = curator.get("/vyzov/reestr").await;
+    assert_eq!(register.status, StatusCode::OK);
+    assert!(register.body.contains("22-20"), "Altai's cases are listed");
+}
