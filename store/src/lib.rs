@@ -57,6 +57,19 @@ impl EventLog {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// How many entries a stream has (its last sequence; 0 when it has none): whether a
+    /// record exists, and the version a form was made for.
+    pub async fn stream_length(&self, aggregate_type: &str, id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT coalesce(max(sequence), 0)::bigint FROM event \
+              WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(aggregate_type)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
     pub fn repository(&self) -> PgEventRepository {
         PgEventRepository::new(self.clone())
     }

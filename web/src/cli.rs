@@ -332,12 +332,7 @@ async fn erase_person(log: &EventLog, id: uuid::Uuid, reason: String) -> Result<
     let reason = opora_domain::access::Text::parse(&reason)
         .context("--reason: укажите основание удаления (до 300 символов)")?;
     let vault = db::open_vault(log.pool()).await?;
-    let exists: bool = sqlx::query_scalar(
-        "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'Person' AND aggregate_id = $1)",
-    )
-    .bind(id.to_string())
-    .fetch_one(log.pool())
-    .await?;
+    let exists = log.stream_length("Person", &id.to_string()).await? > 0;
     if !exists {
         eprintln!("Человек {id} не найден в журнале.");
         return Ok(ExitCode::from(2));

@@ -250,12 +250,7 @@ pub async fn load(log: &EventLog, vault: &Vault, today: Date) -> Result<()> {
         &NAMESPACE,
         format!("case/{}", cohorts().len() - 1).as_bytes(),
     );
-    let already: bool = sqlx::query_scalar(
-        "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1)",
-    )
-    .bind(last.to_string())
-    .fetch_one(log.pool())
-    .await?;
+    let already = log.stream_length("ChildCase", &last.to_string()).await? > 0;
     if already {
         return Ok(());
     }

@@ -571,12 +571,11 @@ pub(crate) async fn open_case_command(
     let Some(on) = opora_domain::parse_date(form.get("on")) else {
         return Ok(Err(Refusal::new(tr, "case-bad-date")));
     };
-    let exists: bool = sqlx::query_scalar(
-        "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1)",
-    )
-    .bind(id.to_string())
-    .fetch_one(state.log.pool())
-    .await?;
+    let exists = state
+        .log
+        .stream_length("ChildCase", &id.to_string())
+        .await?
+        > 0;
     if exists {
         return Ok(Ok(id));
     }
@@ -1237,13 +1236,10 @@ pub(crate) async fn record_fact_command(
     if already {
         return Ok(Ok(()));
     }
-    let current: i64 = sqlx::query_scalar(
-        "SELECT coalesce(max(sequence), 0) FROM event \
-          WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_one(state.log.pool())
-    .await?;
+    let current = state
+        .log
+        .stream_length("ChildCase", &id.to_string())
+        .await?;
     if form.get("entries").parse::<i64>().ok() != Some(current) {
         return Ok(Err(Refusal::new(tr, "case-stale-form")));
     }
@@ -1260,6 +1256,19 @@ pub(crate) async fn record_fact_command(
         born: case.birth_date,
         action,
     };
+    execute_case(state, viewer, tr, id, command, command_id).await
+}
+
+/// Executes a command on a case: the aggregate's refusal, or a concurrent change
+/// (`case-stale-form`), comes back as the refusal to show.
+pub(crate) async fn execute_case(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+    command: CaseCommand,
+    command_id: Uuid,
+) -> Outcome<()> {
     match state
         .cases
         .execute(

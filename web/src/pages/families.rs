@@ -179,12 +179,7 @@ pub(crate) async fn register_family_command(
     };
     let command_id = form.command_id();
     let id = Uuid::new_v5(&FAMILY_NAMESPACE, command_id.as_bytes());
-    let exists: bool = sqlx::query_scalar(
-        "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'Family' AND aggregate_id = $1)",
-    )
-    .bind(id.to_string())
-    .fetch_one(state.log.pool())
-    .await?;
+    let exists = state.log.stream_length("Family", &id.to_string()).await? > 0;
     if exists {
         return Ok(Ok(id));
     }

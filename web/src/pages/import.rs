@@ -812,12 +812,11 @@ async fn import_row(
         .await
         .map_err(|e| unexpected(e.to_string()))?;
     let case = id("case");
-    let opened: bool = sqlx::query_scalar(
-        "SELECT exists(SELECT 1 FROM event WHERE aggregate_type = 'ChildCase' AND aggregate_id = $1)",
-    )
-    .bind(case.to_string())
-    .fetch_one(state.log.pool())
-    .await?;
+    let opened = state
+        .log
+        .stream_length("ChildCase", &case.to_string())
+        .await?
+        > 0;
     let mut facts = Vec::new();
     if !opened {
         let number =

@@ -23,7 +23,7 @@ use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::i18n::today_in;
 use crate::i18n::Tr;
-use crate::pages::cases::{case_error, case_in_scope, choices, parse_action, FormFields, ROLES};
+use crate::pages::cases::{case_in_scope, choices, execute_case, parse_action, FormFields, ROLES};
 use crate::pages::persons::Choice;
 use crate::pages::{Outcome, RecordId, Refusal};
 use crate::AppState;
@@ -495,25 +495,13 @@ pub(crate) async fn review_case_command(
         return Ok(Err(Refusal::new(tr, "case-unknown-action")));
     }
     let view = case_in_scope(state, viewer, case, tr).await?;
-    match state
-        .cases
-        .execute(
-            &case.to_string(),
-            CaseCommand {
-                on: sitting.held_on,
-                today: today_in(&view.time_zone),
-                born: view.birth_date,
-                action,
-            },
-            &CommandMeta::new(viewer.actor()).with_command_id(form.command_id()),
-        )
-        .await
-    {
-        Ok(_) => Ok(Ok(())),
-        Err(CommandError::Rejected(error)) => Ok(Err(case_error(tr, &error))),
-        Err(CommandError::Conflict) => Ok(Err(Refusal::new(tr, "case-stale-form"))),
-        Err(error) => Err(error.into()),
-    }
+    let command = CaseCommand {
+        on: sitting.held_on,
+        today: today_in(&view.time_zone),
+        born: view.birth_date,
+        action,
+    };
+    execute_case(state, viewer, tr, case, command, form.command_id()).await
 }
 
 async fn review_case(
