@@ -37,6 +37,13 @@ pub enum FamilyCommand {
         status: FamilyStatus,
         large: bool,
         personal: Sealed,
+        /// Registered by an NGO operator: the family is that NGO's from the start.
+        ngo: Option<Uuid>,
+    },
+    /// The region's NGO operator takes a family (registered by the curator) into its work.
+    TakeOn {
+        on: Date,
+        ngo: Uuid,
     },
     ChangeStatus {
         on: Date,
@@ -62,6 +69,7 @@ impl DatedCommand for FamilyCommand {
     fn effective_date(&self) -> Option<Date> {
         Some(match self {
             Self::Register { on, .. }
+            | Self::TakeOn { on, .. }
             | Self::ChangeStatus { on, .. }
             | Self::MarkLarge { on, .. }
             | Self::LinkChild { on, .. }
@@ -78,6 +86,9 @@ pub enum FamilyEvent {
         status: FamilyStatus,
         large: bool,
         personal: Sealed,
+    },
+    FamilyTakenOnByNgo {
+        ngo: Uuid,
     },
     FamilyStatusChanged {
         status: FamilyStatus,
@@ -99,6 +110,7 @@ impl DomainEvent for FamilyEvent {
     fn event_type(&self) -> String {
         match self {
             Self::FamilyRegistered { .. } => "FamilyRegistered",
+            Self::FamilyTakenOnByNgo { .. } => "FamilyTakenOnByNgo",
             Self::FamilyStatusChanged { .. } => "FamilyStatusChanged",
             Self::LargeFamilyMarked { .. } => "LargeFamilyMarked",
             Self::ChildLinkedToFamily { .. } => "ChildLinkedToFamily",
@@ -127,6 +139,8 @@ pub enum FamilyError {
     AlreadyLinked,
     #[error("Ребёнок не числится в этой семье.")]
     NotLinked,
+    #[error("Семья уже в работе этой НКО.")]
+    AlreadyTakenOn,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -135,6 +149,8 @@ pub struct Family {
     status: Option<FamilyStatus>,
     large: bool,
     children: Vec<Uuid>,
+    #[serde(default)]
+    ngos: Vec<Uuid>,
 }
 
 impl Aggregate for Family {
@@ -160,18 +176,31 @@ impl Aggregate for Family {
                 status,
                 large,
                 personal,
+                ngo,
                 ..
             } => {
                 if self.id.is_some() {
                     return Err(FamilyError::AlreadyRegistered);
                 }
-                FamilyEvent::FamilyRegistered {
+                let registered = FamilyEvent::FamilyRegistered {
                     region,
                     municipality,
                     status,
                     large,
                     personal,
+                };
+                let Some(ngo) = ngo else {
+                    sink.write(registered, self).await;
+                    return Ok(());
+                };
+                sink.write(registered, self).await;
+                FamilyEvent::FamilyTakenOnByNgo { ngo }
+            }
+            FamilyCommand::TakeOn { ngo, .. } => {
+                if self.ngos.contains(&ngo) {
+                    return Err(FamilyError::AlreadyTakenOn);
                 }
+                FamilyEvent::FamilyTakenOnByNgo { ngo }
             }
             FamilyCommand::ChangeStatus { status, reason, .. } => {
                 if self.status == Some(status) {
@@ -214,6 +243,7 @@ impl Aggregate for Family {
                 self.status = Some(status);
                 self.large = large;
             }
+            FamilyEvent::FamilyTakenOnByNgo { ngo } => self.ngos.push(ngo),
             FamilyEvent::FamilyStatusChanged { status, .. } => self.status = Some(status),
             FamilyEvent::LargeFamilyMarked { large } => self.large = large,
             FamilyEvent::ChildLinkedToFamily { child } => self.children.push(child),
@@ -261,8 +291,27 @@ mod tests {
                 status: FamilyStatus::DifficultSituation,
                 large: true,
                 personal: sealed(),
+                ngo: None,
             })
             .then_expect_events(vec![registered()]);
+        // Registered by an NGO operator: the family is the NGO's at once, and only once.
+        let ngo = Uuid::from_u128(9);
+        TestFramework::<Family>::with(())
+            .given_no_previous_events()
+            .when(FamilyCommand::Register {
+                on,
+                region: RegionCode::parse("16").unwrap(),
+                municipality: None,
+                status: FamilyStatus::DifficultSituation,
+                large: true,
+                personal: sealed(),
+                ngo: Some(ngo),
+            })
+            .then_expect_events(vec![registered(), FamilyEvent::FamilyTakenOnByNgo { ngo }]);
+        TestFramework::<Family>::with(())
+            .given(vec![registered(), FamilyEvent::FamilyTakenOnByNgo { ngo }])
+            .when(FamilyCommand::TakeOn { on, ngo })
+            .then_expect_error(FamilyError::AlreadyTakenOn);
         TestFramework::<Family>::with(())
             .given(vec![registered()])
             .when(FamilyCommand::ChangeStatus {

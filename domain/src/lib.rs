@@ -4,6 +4,7 @@
 //! (writing events through cqrs-es's `EventSink`) and fold in `apply`, which cannot fail.
 
 pub mod access;
+pub mod aid;
 pub mod case;
 pub mod consilium;
 pub mod family;

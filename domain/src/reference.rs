@@ -82,6 +82,12 @@ pub enum ValueError {
     LegalStatus(String),
     #[error("Неизвестный уровень консилиума «{0}».")]
     ReviewLevel(String),
+    #[error("Неизвестная форма помощи «{0}».")]
+    AidForm(String),
+    #[error("Неизвестное основание запроса помощи «{0}».")]
+    AidRequester(String),
+    #[error("Неизвестная цель помощи «{0}».")]
+    AidPurpose(String),
     #[error("Неизвестное решение о помощи «{0}».")]
     AidDecision(String),
     #[error("Неизвестный вид выбытия «{0}».")]

@@ -6,6 +6,7 @@
 //! twice and none is skipped, whatever crashes where. See ARCHITECTURE.md.
 
 pub mod accounts;
+pub mod aid;
 pub mod cases;
 pub mod persons;
 pub mod reference;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(accounts::AccountsProjection),
         Arc::new(persons::PersonsProjection),
         Arc::new(cases::CasesProjection),
+        Arc::new(aid::AidProjection),
         Arc::new(stream_head::StreamHead),
     ]
 }

@@ -36,6 +36,11 @@ async fn apply_family(
         .bind(large)
         .bind(Json(personal))
         .bind(event.recorded_at),
+        FamilyEvent::FamilyTakenOnByNgo { ngo } => sqlx::query(
+            "INSERT INTO family_ngo (family, ngo) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(ngo),
         FamilyEvent::FamilyStatusChanged { status, .. } => {
             sqlx::query("UPDATE family SET status = $2 WHERE id = $1")
                 .bind(id)

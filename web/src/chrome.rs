@@ -18,6 +18,12 @@ pub struct Badge {
     pub display_name: String,
     pub admin: bool,
     pub people: bool,
+    /// Sees the NGO aid desk.
+    pub aid: bool,
+    /// Reads the aid report only (the ministry's analysts).
+    pub aid_report: bool,
+    /// An NGO operator: its families are its own list.
+    pub ngo: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +78,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Chrome {
                 display_name: u.display_name.clone(),
                 admin: u.has_role(Role::Administrator),
                 people: crate::pages::persons::ROLES.iter().any(|r| u.has_role(*r)),
+                aid: crate::pages::aid::READERS.iter().any(|r| u.has_role(*r)),
+                aid_report: crate::pages::aid::REPORTERS.iter().any(|r| u.has_role(*r)),
+                ngo: u.has_role(Role::NgoOperator),
             }),
             path: viewer.map_or_else(|| parts.uri.path().to_owned(), |v| v.path),
         })

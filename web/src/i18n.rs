@@ -166,6 +166,13 @@ impl Tr {
     pub fn rubles(&self, kopecks: &i64) -> String {
         opora_domain::money::Rubles::from_kopecks(*kopecks).to_string()
     }
+
+    /// An amount as a form field shows it back: `10000,50`.
+    pub fn rubles_plain(&self, kopecks: &i64) -> String {
+        opora_domain::money::Rubles::from_kopecks(*kopecks)
+            .plain()
+            .replace('.', ",")
+    }
 }
 
 /// The local wall-clock time of `at` in `zone`.
@@ -251,9 +258,12 @@ mod tests {
             "templates/admin",
             "templates/persons",
             "templates/reference",
+            "templates/cases",
+            "templates/aid",
             "web/src",
             "web/src/pages",
             "web/src/auth",
+            "web/src/api",
         ] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {
                 let path = entry.unwrap().path();
@@ -281,6 +291,24 @@ mod tests {
         assert!(used > 100, "only {used} uses found");
         for role in opora_domain::access::Role::ALL {
             assert!(ru.contains(&format!("role-{}", role.1)));
+        }
+        use opora_domain::aid::{AidForm, AidPurpose, AidRequester};
+        let codes = AidForm::ALL
+            .iter()
+            .map(|c| format!("ngo-form-{}", c.1))
+            .chain(
+                AidRequester::ALL
+                    .iter()
+                    .map(|c| format!("ngo-requester-{}", c.1)),
+            )
+            .chain(
+                AidPurpose::ALL
+                    .iter()
+                    .map(|c| format!("ngo-purpose-{}", c.1)),
+            )
+            .chain(["requested", "approved", "refused"].map(|s| format!("ngo-status-{s}")));
+        for key in codes {
+            assert!(ru.contains(&key), "message «{key}» is missing");
         }
     }
 

@@ -99,6 +99,31 @@ impl Routes {
         self.add(Method::POST, path, rule, handler)
     }
 
+    /// A POST route that takes a file: its body may be up to `limit` bytes (others keep
+    /// axum's 2 MB).
+    pub fn post_upload<H, T>(
+        mut self,
+        path: &'static str,
+        rule: Rule,
+        handler: H,
+        limit: usize,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.router = self.router.route(
+            path,
+            on(MethodFilter::POST, handler).layer(axum::extract::DefaultBodyLimit::max(limit)),
+        );
+        self.rules.push(RouteRule {
+            method: Method::POST,
+            path,
+            rule,
+        });
+        self
+    }
+
     pub fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);
         self.rules.extend(other.rules);
@@ -159,11 +184,16 @@ pub struct PersonalScope {
     pub everywhere: bool,
     pub regions: Vec<String>,
     pub municipalities: Vec<Uuid>,
+    /// NGO operators: the families their NGO works with, and those families' aid.
+    pub ngos: Vec<Uuid>,
 }
 
 impl PersonalScope {
     pub fn is_empty(&self) -> bool {
-        !self.everywhere && self.regions.is_empty() && self.municipalities.is_empty()
+        !self.everywhere
+            && self.regions.is_empty()
+            && self.municipalities.is_empty()
+            && self.ngos.is_empty()
     }
     pub fn allows(&self, region: &str, municipality: Option<Uuid>) -> bool {
         self.everywhere
@@ -201,13 +231,47 @@ impl Viewer {
                 (Role::ConsiliumSecretary, Scope::Municipality { municipality, .. }) => {
                     scope.municipalities.push(*municipality)
                 }
-                // Institution-level consilia see the children of their institution, and NGO
-                // operators the families of their NGO: both come with the cases and the aid
-                // (issues 4 and 5); until then they see no one.
+                // NGO operators see the families their NGO works with (not the register).
+                (Role::NgoOperator, Scope::Ngo { ngo, .. }) => scope.ngos.push(*ngo),
                 _ => {}
             }
         }
         scope
+    }
+
+    /// The NGO this viewer operates for in `region`, if any.
+    pub fn ngo_in(&self, region: &str) -> Option<Uuid> {
+        self.user
+            .as_ref()?
+            .grants
+            .iter()
+            .find_map(|g| match (&g.role, &g.scope) {
+                (Role::NgoOperator, Scope::Ngo { region: r, ngo }) if r.as_str() == region => {
+                    Some(*ngo)
+                }
+                _ => None,
+            })
+    }
+
+    /// Every NGO this viewer operates for, with its region.
+    pub fn ngos(&self) -> Vec<(RegionCode, Uuid)> {
+        self.user.as_ref().map_or_else(Vec::new, |u| {
+            u.grants
+                .iter()
+                .filter_map(|g| match (&g.role, &g.scope) {
+                    (Role::NgoOperator, Scope::Ngo { region, ngo }) => Some((region.clone(), *ngo)),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// Regions this viewer may register families in: those it registers people in, and
+    /// its NGO's region for an NGO operator.
+    pub fn family_regions(&self) -> Option<Vec<RegionCode>> {
+        let mut regions = self.registration_regions()?;
+        regions.extend(self.ngos().into_iter().map(|(region, _)| region));
+        Some(regions)
     }
 
     /// Regions this viewer may register people in (curators and region-level secretaries;

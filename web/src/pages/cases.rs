@@ -523,7 +523,7 @@ async fn new_case_form(
     new_case_page(&state, c, &viewer, person).await
 }
 
-async fn region_today(state: &AppState, region: &RegionCode) -> AppResult<Date> {
+pub(crate) async fn region_today(state: &AppState, region: &RegionCode) -> AppResult<Date> {
     let zone: Option<String> =
         sqlx::query_scalar("SELECT time_zone FROM reference.region WHERE code = $1")
             .bind(region.as_str())
@@ -629,6 +629,16 @@ async fn open_case(
 /// A refusal in the user's language: the message `case-error-<Variant>` with the error's
 /// fields as arguments.
 pub fn case_error(tr: Tr, error: &CaseError) -> Refusal {
+    domain_refusal(tr, "case-error", error)
+}
+
+/// A domain error in the user's language: the message `<prefix>-<Variant>` with the
+/// error's fields as arguments (the error's own Russian text if there is no such message).
+pub fn domain_refusal<E: Serialize + std::fmt::Display>(
+    tr: Tr,
+    prefix: &str,
+    error: &E,
+) -> Refusal {
     use fluent_templates::fluent_bundle::FluentValue;
     let value = serde_json::to_value(error).unwrap_or_default();
     let (variant, fields) = match &value {
@@ -640,7 +650,15 @@ pub fn case_error(tr: Tr, error: &CaseError) -> Refusal {
         },
         _ => (String::new(), serde_json::Map::new()),
     };
-    let args: Vec<(&'static str, FluentValue<'static>)> = ["date", "since", "sequence", "problem"]
+    let names = [
+        "date",
+        "since",
+        "sequence",
+        "problem",
+        "requested",
+        "approved",
+    ];
+    let args: Vec<(&'static str, FluentValue<'static>)> = names
         .into_iter()
         .filter_map(|name| {
             fields.get(name).map(|v| {
@@ -649,7 +667,7 @@ pub fn case_error(tr: Tr, error: &CaseError) -> Refusal {
             })
         })
         .collect();
-    let key = format!("case-error-{variant}");
+    let key = format!("{prefix}-{variant}");
     let message = match tr.try_t(&key) {
         Some(_) => tr.with(&key, &args),
         None => error.to_string(),
@@ -738,6 +756,8 @@ pub struct CaseDetail {
     pub timeline: Vec<Entry>,
     pub items: Vec<ItemRow>,
     pub reviews: Vec<ReviewRow>,
+    /// Aid the NGO operator delivered to the child's family.
+    pub aid: crate::pages::aid::CaseAid,
 }
 
 #[derive(Template, WebTemplate)]
@@ -745,6 +765,7 @@ pub struct CaseDetail {
 struct CasePage {
     c: Chrome,
     case: CaseView,
+    aid: crate::pages::aid::CaseAid,
     timeline: Vec<Entry>,
     items: Vec<ItemRow>,
     reviews: Vec<ReviewRow>,
@@ -1002,7 +1023,13 @@ pub(crate) async fn case_detail(
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let family: Option<Uuid> =
+        sqlx::query_scalar("SELECT family FROM cases.child_case WHERE id = $1")
+            .bind(id)
+            .fetch_one(state.log.pool())
+            .await?;
     Ok(CaseDetail {
+        aid: crate::pages::aid::case_aid(state, tr, family).await?,
         case,
         timeline,
         items,
@@ -1024,6 +1051,7 @@ async fn load_case_page(
         timeline,
         items,
         reviews,
+        aid,
     } = case_detail(state, viewer, id, tr).await?;
     let today = today_in(&case.time_zone);
     let region = Some(vec![case.region_code.clone()]);
@@ -1042,6 +1070,7 @@ async fn load_case_page(
         exits: choices(tr, "exit", ExitKind::ALL),
         c,
         case,
+        aid,
         timeline,
         items,
         reviews,

@@ -6,7 +6,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use opora_domain::access::Text;
+use opora_domain::access::{Role, Text};
 use opora_domain::family::{Family, FamilyCommand, FamilyData, FamilyError, FamilyStatus};
 use opora_domain::person::PersonalData;
 use opora_domain::reference::RegionCode;
@@ -29,13 +29,34 @@ use utoipa::ToSchema;
 const RECORD: &str = "family";
 const FAMILY_NAMESPACE: Uuid = Uuid::from_u128(0x6f70_6f72_612d_4641_4d49_4c59_0000_0001);
 
+/// Who works with families: those who keep the register, and NGO operators (their NGO's
+/// families only).
+pub const FAMILY_ROLES: &[Role] = &[
+    Role::Administrator,
+    Role::RegionalCurator,
+    Role::ConsiliumSecretary,
+    Role::NgoOperator,
+];
+const NGO_ONLY: &[Role] = &[Role::NgoOperator];
+/// Shortest name fragment an NGO operator may search the region's families by.
+const MIN_SEARCH: usize = 3;
+
 pub fn routes() -> Routes {
     Routes::new()
-        .get("/lyudi/semi", Rule::Roles(ROLES), families)
-        .get("/lyudi/semi/novaya", Rule::Roles(ROLES), new_family_form)
-        .post("/lyudi/semi", Rule::Roles(ROLES), register_family)
-        .get("/lyudi/semi/{id}", Rule::Roles(ROLES), show_family)
-        .post("/lyudi/semi/{id}/zapis", Rule::Roles(ROLES), change_family)
+        .get("/lyudi/semi", Rule::Roles(FAMILY_ROLES), families)
+        .get(
+            "/lyudi/semi/novaya",
+            Rule::Roles(FAMILY_ROLES),
+            new_family_form,
+        )
+        .post("/lyudi/semi", Rule::Roles(FAMILY_ROLES), register_family)
+        .get("/lyudi/semi/{id}", Rule::Roles(FAMILY_ROLES), show_family)
+        .post(
+            "/lyudi/semi/{id}/zapis",
+            Rule::Roles(FAMILY_ROLES),
+            change_family,
+        )
+        .post("/lyudi/semi/{id}/nko", Rule::Roles(NGO_ONLY), take_on)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -58,7 +79,8 @@ async fn family_rows(
         "SELECT f.id, f.sealed, f.status, f.large, f.region_code, coalesce(r.name, f.region_code) AS region, \
                 (SELECT count(*) FROM persons.family_child c WHERE c.family = f.id) AS children \
            FROM persons.family f LEFT JOIN reference.region r ON r.code = f.region_code \
-          WHERE ($1 OR f.region_code = ANY($2) OR f.municipality = ANY($3)) \
+          WHERE ($1 OR f.region_code = ANY($2) OR f.municipality = ANY($3) \
+                 OR EXISTS (SELECT 1 FROM persons.family_ngo n WHERE n.family = f.id AND n.ngo = ANY($5))) \
             AND ($4::uuid IS NULL OR f.id = $4) \
           ORDER BY f.registered_at DESC LIMIT 500",
     )
@@ -66,6 +88,7 @@ async fn family_rows(
     .bind(&scope.regions)
     .bind(&scope.municipalities)
     .bind(id)
+    .bind(&scope.ngos)
     .fetch_all(state.log.pool())
     .await?;
     let opened: Vec<Option<FamilyData>> = crate::pages::persons::open_sealed(state, &rows).await?;
@@ -93,6 +116,140 @@ async fn family_rows(
 struct FamiliesPage {
     c: Chrome,
     rows: Vec<FamilyRow>,
+    /// An NGO operator's search of the region's families, to take one into work.
+    ngo: bool,
+    query: String,
+    found: Option<Vec<FamilyRow>>,
+    notice: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct SearchQuery {
+    #[serde(default)]
+    pub q: String,
+    pub notice: Option<String>,
+}
+
+/// Families of the NGO's region not yet in its work whose name contains `query` (at least
+/// three letters; twenty at most; the search is logged as a list).
+pub(crate) async fn search_for_ngo(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    query: &str,
+) -> AppResult<Vec<FamilyRow>> {
+    let wanted = query.trim().to_lowercase();
+    if wanted.chars().count() < MIN_SEARCH {
+        return Ok(Vec::new());
+    }
+    let ngos = viewer.ngos();
+    let regions: Vec<String> = ngos.iter().map(|(r, _)| r.as_str().to_owned()).collect();
+    let ids: Vec<Uuid> = ngos.iter().map(|(_, n)| *n).collect();
+    let scope = PersonalScope {
+        regions,
+        ..PersonalScope::default()
+    };
+    let mut found = Vec::new();
+    for (row, data, _) in family_rows(state, &scope, tr, None).await? {
+        let matches = data
+            .as_ref()
+            .is_some_and(|d| d.name.to_lowercase().contains(&wanted));
+        if matches && found.len() < 20 {
+            found.push(row);
+        }
+    }
+    let taken: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT family FROM persons.family_ngo WHERE family = ANY($1) AND ngo = ANY($2)",
+    )
+    .bind(found.iter().map(|f| f.id).collect::<Vec<_>>())
+    .bind(&ids)
+    .fetch_all(state.log.pool())
+    .await?;
+    found.retain(|f| !taken.contains(&f.id));
+    audit::record(state, viewer, Action::List, Some(RECORD), None).await?;
+    Ok(found)
+}
+
+/// The NGO operator takes a family of its region into the NGO's work.
+pub(crate) async fn take_on_command(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+) -> Outcome<Uuid> {
+    let region: Option<String> =
+        sqlx::query_scalar("SELECT region_code FROM persons.family WHERE id = $1")
+            .bind(id)
+            .fetch_optional(state.log.pool())
+            .await?;
+    let Some(ngo) = region.as_deref().and_then(|r| viewer.ngo_in(r)) else {
+        audit::record(
+            state,
+            viewer,
+            Action::Refused,
+            Some(RECORD),
+            Some(&id.to_string()),
+        )
+        .await?;
+        return Err(AppError::NotFound);
+    };
+    let bus = CommandBus::<Family>::new(state.log.clone(), ());
+    let command = FamilyCommand::TakeOn {
+        on: today_in("Europe/Moscow"),
+        ngo,
+    };
+    match bus
+        .execute(&id.to_string(), command, &CommandMeta::new(viewer.actor()))
+        .await
+    {
+        Ok(_) | Err(CommandError::Rejected(FamilyError::AlreadyTakenOn)) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(family_error(tr, &error))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Takes a family into an NGO's work if it is not yet (a request from a consilium decision
+/// hands the family over).
+pub(crate) async fn take_on_quietly(
+    state: &AppState,
+    viewer: &Viewer,
+    family: Uuid,
+    ngo: Uuid,
+) -> AppResult<()> {
+    let bus = CommandBus::<Family>::new(state.log.clone(), ());
+    let command = FamilyCommand::TakeOn {
+        on: today_in("Europe/Moscow"),
+        ngo,
+    };
+    match bus
+        .execute(
+            &family.to_string(),
+            command,
+            &CommandMeta::new(viewer.actor()),
+        )
+        .await
+    {
+        Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn take_on(
+    State(state): State<AppState>,
+    c: Chrome,
+    viewer: Viewer,
+    RecordId(id): RecordId,
+) -> AppResult<Response> {
+    match take_on_command(&state, &viewer, c.tr, id).await? {
+        Ok(_) => {
+            Ok(Redirect::to(&format!("/lyudi/semi/{id}?notice=family-taken-on")).into_response())
+        }
+        Err(refusal) => Ok(Redirect::to(&format!(
+            "/lyudi/semi?notice={}",
+            crate::auth::guard::urlencoding(&refusal.code)
+        ))
+        .into_response()),
+    }
 }
 
 /// The families of the viewer's places (the viewing is logged).
@@ -114,9 +271,28 @@ async fn families(
     State(state): State<AppState>,
     c: Chrome,
     viewer: Viewer,
+    Query(query): Query<SearchQuery>,
 ) -> AppResult<FamiliesPage> {
     let rows = family_list(&state, &viewer, c.tr).await?;
-    Ok(FamiliesPage { c, rows })
+    let ngo = !viewer.ngos().is_empty();
+    let found = if ngo && !query.q.trim().is_empty() {
+        Some(search_for_ngo(&state, &viewer, c.tr, &query.q).await?)
+    } else {
+        None
+    };
+    let notice = query
+        .notice
+        .as_deref()
+        .filter(|k| k.starts_with("family-"))
+        .and_then(|k| c.tr.try_t(k));
+    Ok(FamiliesPage {
+        c,
+        rows,
+        ngo,
+        query: query.q,
+        found,
+        notice,
+    })
 }
 
 #[derive(Template, WebTemplate)]
@@ -137,7 +313,7 @@ async fn new_family_page(
     error: Option<String>,
 ) -> AppResult<NewFamilyPage> {
     let allowed: Option<Vec<String>> = viewer
-        .registration_regions()
+        .family_regions()
         .map(|r| r.iter().map(|c| c.as_str().to_owned()).collect());
     let (regions, municipalities) =
         crate::pages::persons::region_choices(state.log.pool(), allowed.as_deref()).await?;
@@ -167,7 +343,7 @@ pub(crate) async fn register_family_command(
     tr: Tr,
     form: &FormFields,
 ) -> Outcome<Uuid> {
-    let allowed = viewer.registration_regions();
+    let allowed = viewer.family_regions();
     let region = RegionCode::parse(form.get("region"))
         .ok()
         .filter(|r| allowed.as_ref().is_none_or(|a| a.contains(r)));
@@ -189,6 +365,7 @@ pub(crate) async fn register_family_command(
         phone: Text::parse(form.get("phone")).map(|t| t.as_str().to_owned()),
     };
     let personal = state.vault.seal(id, &data).await?;
+    let ngo = viewer.ngo_in(region.as_str());
     let bus = CommandBus::<Family>::new(state.log.clone(), ());
     match bus
         .execute(
@@ -199,6 +376,7 @@ pub(crate) async fn register_family_command(
                 municipality,
                 status,
                 large: form.flag("large"),
+                ngo,
                 personal,
             },
             &CommandMeta::new(viewer.actor()).with_command_id(command_id),
@@ -252,12 +430,19 @@ pub struct FamilyView {
     pub candidates: Vec<Choice>,
     #[serde(skip)]
     pub data: Option<FamilyData>,
+    /// The family's aid requests that the viewer may see.
+    pub aid: Vec<crate::pages::aid::RequestRow>,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "persons/family.html")]
 struct FamilyPage {
     c: Chrome,
+    /// The viewer keeps the register: children and cases are links.
+    registry: bool,
+    /// The viewer may open aid requests for this family.
+    aid_writer: bool,
+    aid: Vec<crate::pages::aid::RequestRow>,
     family: FamilyRow,
     data: Option<FamilyData>,
     children: Vec<ChildRow>,
@@ -326,8 +511,12 @@ pub(crate) async fn family_view(
                 .collect(),
         });
     }
-    // Children of the region not yet in this family, to link.
-    let rows = sqlx::query(
+    // Children of the region not yet in this family, to link: only for those who keep the
+    // region's register (an NGO operator does not see the region's children).
+    let rows = if !scope.allows(&region, None) {
+        Vec::new()
+    } else {
+        sqlx::query(
         "SELECT p.id, p.sealed FROM persons.person p \
           WHERE p.kind = 'child' AND p.region_code = $1 AND p.sealed IS NOT NULL \
             AND NOT EXISTS (SELECT 1 FROM persons.family_child fc WHERE fc.family = $2 AND fc.child = p.id) \
@@ -336,7 +525,8 @@ pub(crate) async fn family_view(
     .bind(&region)
     .bind(id)
     .fetch_all(state.log.pool())
-    .await?;
+    .await?
+    };
     let personal: Vec<Option<PersonalData>> = open_sealed(state, &rows).await?;
     let mut candidates = Vec::new();
     for (row, personal) in rows.iter().zip(personal) {
@@ -353,6 +543,7 @@ pub(crate) async fn family_view(
         phone: data.as_ref().and_then(|d| d.phone.clone()),
         children,
         candidates,
+        aid: crate::pages::aid::family_requests(state, &scope, tr, id).await?,
         data,
     })
 }
@@ -367,6 +558,11 @@ async fn family_page(
 ) -> AppResult<FamilyPage> {
     let view = family_view(state, viewer, c.tr, id).await?;
     Ok(FamilyPage {
+        registry: ROLES.iter().any(|r| viewer.has_role(*r)),
+        aid_writer: crate::pages::aid::WRITERS
+            .iter()
+            .any(|r| viewer.has_role(*r)),
+        aid: view.aid,
         statuses: choices(c.tr, "family-status", FamilyStatus::ALL),
         c,
         family: view.family,
@@ -398,6 +594,7 @@ fn family_error(tr: Tr, error: &FamilyError) -> Refusal {
             FamilyError::SameStatus | FamilyError::SameLarge => "directory-same-details",
             FamilyError::AlreadyLinked => "family-already-linked",
             FamilyError::NotLinked => "family-not-linked",
+            FamilyError::AlreadyTakenOn => "family-taken-on",
         },
     )
 }

@@ -1,6 +1,7 @@
 //! Server-rendered pages. Each area owns its routes, each route with its access rule.
 
 pub mod admin;
+pub mod aid;
 pub mod cases;
 pub mod directory;
 pub mod families;
@@ -87,6 +88,7 @@ pub fn routes() -> Routes {
         .merge(reference::routes())
         .merge(persons::routes())
         .merge(families::routes())
+        .merge(aid::routes())
         .merge(cases::routes())
         .merge(directory::routes())
         .merge(sessions::routes())
