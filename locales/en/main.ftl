@@ -722,3 +722,4 @@ family-find-none = No family of the region with that name (or it is in the NGO's
 family-take-on = Take into the NGO's work
 family-ngo-list = Families in the NGO's work
 family-taken-on = The family is in the NGO's work.
+ngo-bad-status = Request status: requested, approved or refused.

@@ -732,3 +732,4 @@ family-find-none = Семей с таким названием в регионе
 family-take-on = Принять в работу НКО
 family-ngo-list = Семьи в работе НКО
 family-taken-on = Семья в работе НКО.
+ngo-bad-status = Состояние запроса: requested, approved или refused.

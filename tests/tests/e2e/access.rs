@@ -27,6 +27,25 @@ const PEOPLE: &[Role] = &[
     Role::ConsiliumSecretary,
 ];
 const ADMIN: &[Role] = &[Role::Administrator];
+const FAMILIES: &[Role] = &[
+    Role::Administrator,
+    Role::RegionalCurator,
+    Role::ConsiliumSecretary,
+    Role::NgoOperator,
+];
+const NGO: &[Role] = &[Role::NgoOperator];
+const AID_READERS: &[Role] = &[
+    Role::Administrator,
+    Role::RegionalCurator,
+    Role::NgoOperator,
+];
+const AID_WRITERS: &[Role] = &[Role::Administrator, Role::NgoOperator];
+const AID_REPORT: &[Role] = &[
+    Role::Administrator,
+    Role::RegionalCurator,
+    Role::NgoOperator,
+    Role::MinistryAnalyst,
+];
 const EDITORS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
 
 /// Who may use each route — written here independently of the router, so that a route
@@ -52,8 +71,39 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ) => Rule::SignedIn,
         ("GET", "/lyudi" | "/lyudi.csv" | "/lyudi/novyi" | "/lyudi/{id}") => Rule::Roles(PEOPLE),
         ("POST", "/lyudi") => Rule::Roles(PEOPLE),
-        ("GET", "/lyudi/semi" | "/lyudi/semi/novaya" | "/lyudi/semi/{id}") => Rule::Roles(PEOPLE),
-        ("POST", "/lyudi/semi" | "/lyudi/semi/{id}/zapis") => Rule::Roles(PEOPLE),
+        ("GET", "/lyudi/semi" | "/lyudi/semi/novaya" | "/lyudi/semi/{id}") => Rule::Roles(FAMILIES),
+        ("POST", "/lyudi/semi" | "/lyudi/semi/{id}/zapis") => Rule::Roles(FAMILIES),
+        ("POST", "/lyudi/semi/{id}/nko" | "/api/v1/families/{id}/take-on") => Rule::Roles(NGO),
+        (
+            "GET",
+            "/vyzov/pomoshch"
+            | "/vyzov/pomoshch/{id}"
+            | "/vyzov/pomoshch/{id}/fayl/{file}"
+            | "/api/v1/aid/desk"
+            | "/api/v1/aid/requests"
+            | "/api/v1/aid/requests/{id}"
+            | "/api/v1/aid/requests/{id}/attachments/{file}",
+        ) => Rule::Roles(AID_READERS),
+        ("GET", "/vyzov/pomoshch/novyi") => Rule::Roles(AID_WRITERS),
+        (
+            "POST",
+            "/vyzov/pomoshch"
+            | "/vyzov/pomoshch/{id}/shag"
+            | "/api/v1/aid/requests"
+            | "/api/v1/aid/requests/{id}/steps"
+            | "/api/v1/aid/attachments",
+        ) => Rule::Roles(AID_WRITERS),
+        (
+            "GET",
+            "/vyzov/pomoshch/otchet"
+            | "/vyzov/pomoshch/otchet.csv"
+            | "/vyzov/pomoshch/otchet.xlsx"
+            | "/vyzov/pomoshch/vydachi"
+            | "/vyzov/pomoshch/vydachi.csv"
+            | "/vyzov/pomoshch/vydachi.xlsx"
+            | "/api/v1/aid/report"
+            | "/api/v1/aid/deliveries",
+        ) => Rule::Roles(AID_REPORT),
         ("POST", "/lyudi/{id}/udalenie") => Rule::Roles(ADMIN),
         (
             "GET",
@@ -86,19 +136,17 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
             | "/api/v1/tasks"
             | "/api/v1/directory"
             | "/api/v1/sittings"
-            | "/api/v1/sittings/{id}"
-            | "/api/v1/families"
-            | "/api/v1/families/{id}",
+            | "/api/v1/sittings/{id}",
         ) => Rule::Roles(PEOPLE),
+        ("GET", "/api/v1/families" | "/api/v1/families/{id}") => Rule::Roles(FAMILIES),
         (
             "POST",
             "/api/v1/cases"
             | "/api/v1/cases/{id}/facts"
             | "/api/v1/sittings"
-            | "/api/v1/sittings/{id}/reviews"
-            | "/api/v1/families"
-            | "/api/v1/families/{id}/changes",
+            | "/api/v1/sittings/{id}/reviews",
         ) => Rule::Roles(PEOPLE),
+        ("POST", "/api/v1/families" | "/api/v1/families/{id}/changes") => Rule::Roles(FAMILIES),
         ("POST", "/api/v1/directory" | "/api/v1/directory/{id}") => Rule::Roles(EDITORS),
         ("GET", "/api/v1/imports/{id}") => Rule::Roles(EDITORS),
         ("POST", "/api/v1/imports" | "/api/v1/imports/{id}") => Rule::Roles(EDITORS),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::client::{Client, TestApp};
 
 /// The value of the first `<input … name="NAME" value="…">` in a page.
-fn input(body: &str, name: &str) -> String {
+pub fn input(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = body
         .find(&marker)
@@ -18,7 +18,7 @@ fn input(body: &str, name: &str) -> String {
 }
 
 /// Posts a fact on the case page's terms (its `entries` and a fresh command id).
-async fn record(
+pub async fn record(
     client: &mut Client,
     case: &str,
     fields: &[(&str, &str)],
@@ -33,7 +33,7 @@ async fn record(
 }
 
 /// `DD.MM.YYYY`, `days` before today (Moscow).
-fn ago(days: i64) -> String {
+pub fn ago(days: i64) -> String {
     let today = opora_web::i18n::today_in("Europe/Moscow");
     opora_domain::format_date(today - time::Duration::days(days))
 }

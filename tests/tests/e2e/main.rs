@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod aid;
 mod api;
 mod cases;
 mod client;

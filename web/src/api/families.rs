@@ -12,8 +12,8 @@ use super::{codes, created, one_of, written, ApiForm, ErrorBody, Written};
 use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::error::AppResult;
 use crate::i18n::Tr;
+use crate::pages::families::FAMILY_ROLES as ROLES;
 use crate::pages::families::{self as page, FamilyRow, FamilyView};
-use crate::pages::persons::ROLES;
 use crate::pages::RecordId;
 use crate::AppState;
 
@@ -23,6 +23,11 @@ pub fn routes() -> Routes {
         .post("/api/v1/families", Rule::Roles(ROLES), register)
         .get("/api/v1/families/{id}", Rule::Roles(ROLES), show)
         .post("/api/v1/families/{id}/changes", Rule::Roles(ROLES), change)
+        .post(
+            "/api/v1/families/{id}/take-on",
+            Rule::Roles(&[opora_domain::access::Role::NgoOperator]),
+            take_on,
+        )
 }
 
 fn statuses() -> utoipa::openapi::Object {
@@ -117,5 +122,21 @@ async fn change(
 ) -> AppResult<Response> {
     Ok(written(
         page::change_family_command(&state, &viewer, body.tr, id, &body.form).await?,
+    ))
+}
+
+/// An NGO operator takes a family of its region (registered by the curator) into the
+/// NGO's work; from then on the family is on the NGO's list.
+#[utoipa::path(post, path = "/api/v1/families/{id}/take-on", tag = "families",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Written), (status = 404, body = ErrorBody)))]
+async fn take_on(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    tr: Tr,
+    RecordId(id): RecordId,
+) -> AppResult<Response> {
+    Ok(written(
+        page::take_on_command(&state, &viewer, tr, id).await?,
     ))
 }

@@ -10,6 +10,7 @@
 //! (from `GET /api/v1/me`). Errors are `{"error": code, "message": text}` in the
 //! language of `Accept-Language` (Russian by default).
 
+pub mod aid;
 pub mod cases;
 pub mod families;
 pub mod import;
@@ -257,7 +258,7 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Opora API", description = "«Вызов»: the register of children in institutions, cases, consilium sittings, families and the region's directory. The same access rules and the same validation as the pages."),
+    info(title = "Opora API", description = "«Вызов»: the register of children in institutions, cases, consilium sittings, families, the region's directory, and the NGO operator's material aid to families. The same access rules and the same validation as the pages."),
     modifiers(&Security),
     security(("session" = []), ("session" = [], "csrf" = [])),
     paths(
@@ -266,7 +267,10 @@ impl Modify for Security {
         cases::tasks, cases::directory, cases::add_organisation, cases::change_details,
         sittings::sittings, sittings::hold, sittings::show, sittings::review,
         families::families, families::register, families::show, families::change,
+        families::take_on,
         import::upload, import::preview, import::execute,
+        aid::desk, aid::requests, aid::create, aid::show, aid::step, aid::upload,
+        aid::download, aid::report, aid::deliveries,
     ),
     components(schemas(ErrorBody, Written))
 )]
@@ -288,4 +292,5 @@ pub fn routes() -> Routes {
         .merge(sittings::routes())
         .merge(families::routes())
         .merge(import::routes())
+        .merge(aid::routes())
 }

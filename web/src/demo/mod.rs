@@ -85,6 +85,13 @@ fn demo_organisations() -> Vec<(
         (
             "22",
             "Барнаул",
+            OrganisationKind::Ngo,
+            pilot::REGIONS[0].3,
+            OrganisationDetails::default(),
+        ),
+        (
+            "22",
+            "Барнаул",
             OrganisationKind::FamilyService,
             "Служба «Дети в семье» Барнаула (демо)",
             service(7),
@@ -115,6 +122,7 @@ pub fn demo_users() -> Result<Vec<(&'static str, &'static str, Grant)>> {
     let altai = code("22")?;
     let ngo = organisation_id(&tatarstan, &name("АНО «Семья рядом»")?);
     let kazan = municipality_id(&tatarstan, &name("Казань")?);
+    let altai_ngo = organisation_id(&altai, &name(pilot::REGIONS[0].3)?);
     Ok(vec![
         (
             "admin",
@@ -164,6 +172,17 @@ pub fn demo_users() -> Result<Vec<(&'static str, &'static str, Grant)>> {
                 Scope::Ngo {
                     region: tatarstan.clone(),
                     ngo,
+                },
+            )?,
+        ),
+        (
+            "ngo22",
+            "Оператор НКО Алтайского края (демо)",
+            Grant::new(
+                Role::NgoOperator,
+                Scope::Ngo {
+                    region: altai.clone(),
+                    ngo: altai_ngo,
                 },
             )?,
         ),

@@ -21,11 +21,12 @@ use opora_domain::case::{
     PlacementBasis, PlacementReason, Review, ReviewLevel,
 };
 use opora_domain::organisation::{
-    organisation_id, Organisation, OrganisationCommand, OrganisationDetails, OrganisationKind,
+    organisation_id, Organisation, OrganisationCommand, OrganisationDetails, OrganisationError,
+    OrganisationKind,
 };
 use opora_domain::person::{AgeBand, Person, PersonCommand, PersonKind, PersonalData, Sex};
 use opora_domain::reference::{PlaceName, RegionCode};
-use opora_store::{CommandBus, CommandMeta, EventLog, Vault};
+use opora_store::{CommandBus, CommandError, CommandMeta, EventLog, Vault};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -402,19 +403,24 @@ async fn directory(log: &EventLog, code: &str, specialists: u32, ngo: &str) -> R
         async move {
             let name = PlaceName::parse(&org).with_context(|| format!("name {org}"))?;
             let id = organisation_id(&region, &name);
-            bus.execute(
-                &id.to_string(),
-                OrganisationCommand::RegisterOrganisation {
-                    kind,
-                    region,
-                    municipality: Some(municipality),
-                    name,
-                    details,
-                },
-                &meta(&format!("organisation/{id}")),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("pilot organisation {org}: {e}"))?;
+            match bus
+                .execute(
+                    &id.to_string(),
+                    OrganisationCommand::RegisterOrganisation {
+                        kind,
+                        region,
+                        municipality: Some(municipality),
+                        name,
+                        details,
+                    },
+                    &meta(&format!("organisation/{id}")),
+                )
+                .await
+            {
+                // The base demo registers region 22's NGO for its operator `ngo22`.
+                Ok(_) | Err(CommandError::Rejected(OrganisationError::AlreadyRegistered)) => {}
+                Err(e) => anyhow::bail!("pilot organisation {org}: {e}"),
+            }
             Ok::<Uuid, anyhow::Error>(id)
         }
     };

@@ -283,6 +283,18 @@ fn request_row(tr: Tr, row: &PgRow, family_name: Option<String>) -> AppResult<Re
     })
 }
 
+/// Requests in the viewer's aid scope (the listing is logged).
+pub(crate) async fn list_requests(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    filter: RequestFilter,
+) -> AppResult<Vec<RequestRow>> {
+    let rows = request_rows(state, &aid_scope(viewer), tr, filter).await?;
+    audit::record(state, viewer, Action::List, Some(RECORD), None).await?;
+    Ok(rows)
+}
+
 /// A family's aid requests that the viewer may see (for the family's page).
 pub(crate) async fn family_requests(
     state: &AppState,
