@@ -21,7 +21,7 @@ impl Rubles {
 
     /// The largest single amount of aid accepted (10 million rubles): anything above is a
     /// typing mistake, not a payment.
-    pub const MAX_AID: Rubles = Rubles(10_000_000_00);
+    pub const MAX_AID: Rubles = Rubles(1_000_000_000);
 
     /// An amount as people type it: `10 000,50`, `10000.50`, `10 000 ₽`, `1500` — digit
     /// groups separated by spaces, a comma or a dot before at most two kopeck digits.

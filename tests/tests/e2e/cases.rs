@@ -925,4 +925,38 @@ async fn the_pilot_demo_fills_the_fourteen_regions_at_one_hundredth_of_the_seed_
     let register = curator.get("/vyzov/reestr").await;
     assert_eq!(register.status, StatusCode::OK);
     assert!(register.body.contains("22-20"), "Altai's cases are listed");
+    // The NGO operators' aid by Q3 2025 at full scale: «more than 600 families, 1,600
+    // children, almost 60 million rubles» (seed 004) — hundreds of families, tens of
+    // millions of rubles.
+    test.project().await;
+    let mut analyst = test.client();
+    analyst.login("analyst").await;
+    let report = analyst
+        .api(
+            axum::http::Method::GET,
+            "/api/v1/aid/report?from=2025-01-01&to=2025-09-30",
+            None,
+        )
+        .await;
+    let report: serde_json::Value = serde_json::from_str(&report.body).unwrap();
+    let rubles = report["total"]["kopecks"].as_i64().unwrap() / 100;
+    let families = report["total"]["families"].as_i64().unwrap();
+    let children = report["total"]["children"].as_i64().unwrap();
+    assert!((20_000_000..=100_000_000).contains(&rubles), "{rubles} ₽");
+    assert!((500..=700).contains(&families), "{families} families");
+    assert!((1_200..=2_200).contains(&children), "{children} children");
+    assert!(
+        report["large_share_permille"].as_i64().unwrap() > 500,
+        "mostly large families"
+    );
+    // Each NGO's desk has work on it.
+    let mut ngo = test.client_with(&curator);
+    ngo.login("ngo22").await;
+    let desk = ngo.get("/vyzov/pomoshch").await;
+    assert_eq!(desk.status, StatusCode::OK);
+    assert!(
+        desk.body.matches("<td><a href=\"/vyzov/pomoshch/").count() > 0,
+        "requests of Altai's NGO are on its desk"
+    );
+    eprintln!("pilot aid: {rubles} ₽, {families} families, {children} children");
 }

@@ -16,10 +16,15 @@
 
 use anyhow::{Context, Result};
 use opora_domain::access::Text;
+use opora_domain::aid::{
+    AidCommand, AidForm, AidPurpose, AidRequest, AidRequestFacts, AidRequester, Delivery,
+};
 use opora_domain::case::{
     AidDecision, CaseAction, CaseCommand, ChildCase, ExitKind, InstitutionType, LegalStatus,
     PlacementBasis, PlacementReason, Review, ReviewLevel,
 };
+use opora_domain::family::{Family, FamilyCommand, FamilyData, FamilyStatus};
+use opora_domain::money::Rubles;
 use opora_domain::organisation::{
     organisation_id, Organisation, OrganisationCommand, OrganisationDetails, OrganisationError,
     OrganisationKind,
@@ -237,6 +242,7 @@ fn meta(key: &str) -> CommandMeta {
 struct Places {
     region: RegionCode,
     municipalities: Vec<Uuid>,
+    ngo: Uuid,
     orphanage: Uuid,
     centre: Uuid,
     service: Uuid,
@@ -247,11 +253,14 @@ struct Places {
 pub async fn load(log: &EventLog, vault: &Vault, today: Date) -> Result<()> {
     // Every command has a fixed id, so a second run writes nothing; when the last case is
     // there, the whole demo is (commands are recorded in order).
+    // The aid is written last: when its last family is there, the whole demo is. Were a
+    // load cut short, a second run re-sends the same commands, which the bus answers with
+    // their first outcome.
     let last = Uuid::new_v5(
         &NAMESPACE,
-        format!("case/{}", cohorts().len() - 1).as_bytes(),
+        format!("family/{}", AID_FAMILIES - 1).as_bytes(),
     );
-    let already = log.stream_length("ChildCase", &last.to_string()).await? > 0;
+    let already = log.stream_length("Family", &last.to_string()).await? > 0;
     if already {
         return Ok(());
     }
@@ -376,6 +385,210 @@ pub async fn load(log: &EventLog, vault: &Vault, today: Date) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("pilot case {number} step {step}: {e}"))?;
         }
     }
+    load_aid(log, vault, &places, &weights, &mut rng, today).await
+}
+
+/// Families helped by the pilot NGO operators (seed 004: «more than 600 families and 1,600
+/// children», «almost 60 million rubles» by Q3 2025), at full scale: the demo's aid is the
+/// one figure not divided by a hundred, so the report shows the seed's order of magnitude.
+pub const AID_FAMILIES: usize = 620;
+
+/// Forms of aid with their weight and the range of one delivery, in rubles.
+const AID_FORMS: &[(AidForm, u32, i64, i64)] = &[
+    (AidForm::HousingRepair, 18, 60_000, 350_000),
+    (AidForm::ShortTermRent, 8, 15_000, 60_000),
+    (AidForm::Utilities, 12, 5_000, 45_000),
+    (AidForm::Essentials, 20, 5_000, 60_000),
+    (AidForm::AddictionTreatment, 6, 30_000, 150_000),
+    (AidForm::SocialRehabilitation, 3, 10_000, 60_000),
+    (AidForm::Psychological, 4, 5_000, 30_000),
+    (AidForm::Pedagogical, 3, 5_000, 30_000),
+    (AidForm::HomeCare, 3, 10_000, 50_000),
+    (AidForm::Employment, 2, 5_000, 25_000),
+    (AidForm::Medicines, 7, 3_000, 60_000),
+    (AidForm::MedicalExamination, 3, 3_000, 30_000),
+    (AidForm::Travel, 4, 2_000, 20_000),
+    (AidForm::Legal, 3, 5_000, 40_000),
+    (AidForm::Smallholding, 3, 30_000, 180_000),
+    (AidForm::Vehicle, 1, 300_000, 750_000),
+];
+
+const REQUESTERS: &[(AidRequester, u32)] = &[
+    (AidRequester::Municipality, 30),
+    (AidRequester::Institution, 20),
+    (AidRequester::Family, 25),
+    (AidRequester::Ombudsman, 10),
+    (AidRequester::OtherOrganisation, 15),
+];
+
+fn weighted<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
+    let total: u32 = items.iter().map(|i| i.1).sum();
+    let mut pick = rng.gen_range(0..total);
+    for (item, weight) in items {
+        if pick < *weight {
+            return *item;
+        }
+        pick -= weight;
+    }
+    items[0].0
+}
+
+/// The pilot NGOs' families and their aid: requests from January to September 2025 (most
+/// approved and delivered, a few refused), and a few recent ones still waiting, so that
+/// every NGO's desk has work on it.
+async fn load_aid(
+    log: &EventLog,
+    vault: &Vault,
+    places: &[Places],
+    weights: &[u32],
+    rng: &mut StdRng,
+    today: Date,
+) -> Result<()> {
+    let families = CommandBus::<Family>::new(log.clone(), ());
+    let aid = CommandBus::<AidRequest>::new(log.clone(), ());
+    let total: u32 = weights.iter().sum();
+    let forms: Vec<(usize, u32)> = AID_FORMS
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (i, f.1))
+        .collect();
+    let mut seen = vec![0u32; places.len()];
+    for index in 0..AID_FAMILIES {
+        let mut pick = rng.gen_range(0..total);
+        let region = weights
+            .iter()
+            .position(|w| {
+                if pick < *w {
+                    true
+                } else {
+                    pick -= w;
+                    false
+                }
+            })
+            .unwrap_or(0);
+        let place = &places[region];
+        seen[region] += 1;
+        // Each region's first families have recent requests still on the NGO's desk: the
+        // first waiting for a decision, the next two approved and not yet given.
+        let desk = seen[region] <= 3;
+        let waiting = seen[region] == 1;
+        let family = Uuid::new_v5(&NAMESPACE, format!("family/{index}").as_bytes());
+        let (he, _) = FAMILY_NAMES[rng.gen_range(0..FAMILY_NAMES.len())];
+        let large = rng.gen_bool(0.7);
+        let children: u16 = if large {
+            rng.gen_range(3..=5)
+        } else {
+            rng.gen_range(1..=2)
+        };
+        let municipality = place.municipalities[rng.gen_range(0..place.municipalities.len())];
+        let data = FamilyData {
+            name: format!("семья {he}ых"),
+            address: None,
+            phone: None,
+        };
+        let personal = vault.seal(family, &data).await?;
+        families
+            .execute(
+                &family.to_string(),
+                FamilyCommand::Register {
+                    on: date!(2025 - 01 - 09),
+                    region: place.region.clone(),
+                    municipality: Some(municipality),
+                    status: if rng.gen_bool(0.8) {
+                        FamilyStatus::DifficultSituation
+                    } else {
+                        FamilyStatus::DangerousSituation
+                    },
+                    large,
+                    personal,
+                    ngo: Some(place.ngo),
+                },
+                &meta(&format!("family/{index}")),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("pilot family {index}: {e}"))?;
+        let requests = rng.gen_range(1..=2);
+        for r in 0..requests {
+            // A few recent requests stay on the desk (waiting, or approved and not given).
+            let recent = desk && r == 0;
+            let on = if recent {
+                today - Duration::days(rng.gen_range(2..20))
+            } else {
+                date!(2025 - 01 - 10) + Duration::days(rng.gen_range(0..250))
+            };
+            let (form, _, low, high) = AID_FORMS[weighted(rng, &forms)];
+            let id = Uuid::new_v5(&NAMESPACE, format!("aid/{index}/{r}").as_bytes());
+            let key = |step: &str| format!("aid/{index}/{r}/{step}");
+            let facts = AidRequestFacts {
+                on,
+                family,
+                region: place.region.clone(),
+                municipality: Some(municipality),
+                ngo: place.ngo,
+                requester: weighted(rng, REQUESTERS),
+                requested_by: None,
+                review: None,
+                purpose: if rng.gen_bool(0.6) {
+                    AidPurpose::PreventPlacement
+                } else {
+                    AidPurpose::SupportReturn
+                },
+                form,
+                form_other: None,
+                description: None,
+                amount: None,
+                children,
+            };
+            let mut steps = vec![AidCommand::Request { today, facts }];
+            let decided = (on + Duration::days(rng.gen_range(1..6))).min(today);
+            if recent && waiting {
+                // Waiting for the NGO's decision.
+            } else if !recent && rng.gen_bool(0.06) {
+                steps.push(AidCommand::Refuse {
+                    on: decided,
+                    today,
+                    reason: Text::parse("помощь предусмотрена региональной мерой поддержки")
+                        .context("reason")?,
+                });
+            } else {
+                steps.push(AidCommand::Approve {
+                    on: decided,
+                    today,
+                    amount: None,
+                    note: None,
+                });
+                if !recent {
+                    let parts = if matches!(form, AidForm::ShortTermRent | AidForm::Utilities) {
+                        rng.gen_range(1..=3)
+                    } else {
+                        1
+                    };
+                    for part in 0..parts {
+                        let rubles = rng.gen_range(low..=high);
+                        let kopecks = rubles * 100 + rng.gen_range(0..100);
+                        steps.push(AidCommand::Deliver {
+                            today,
+                            delivery: Delivery {
+                                id: Uuid::new_v5(&NAMESPACE, key(&format!("d{part}")).as_bytes()),
+                                on: (decided + Duration::days(5 + 30 * part)).min(today),
+                                amount: Rubles::from_kopecks(kopecks),
+                                form,
+                                form_other: None,
+                                supplier: None,
+                                receipt: Text::parse(&format!("№ {}", rng.gen_range(1000..99999))),
+                                attachment: None,
+                            },
+                        });
+                    }
+                }
+            }
+            for (step, command) in steps.into_iter().enumerate() {
+                aid.execute(&id.to_string(), command, &meta(&key(&step.to_string())))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("pilot aid {index}/{r}: {e}"))?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -424,7 +637,7 @@ async fn directory(log: &EventLog, code: &str, specialists: u32, ngo: &str) -> R
             Ok::<Uuid, anyhow::Error>(id)
         }
     };
-    register(
+    let ngo = register(
         OrganisationKind::Ngo,
         ngo.to_owned(),
         OrganisationDetails::default(),
@@ -471,6 +684,7 @@ async fn directory(log: &EventLog, code: &str, specialists: u32, ngo: &str) -> R
     Ok(Places {
         region,
         municipalities,
+        ngo,
         orphanage,
         centre,
         service,
