@@ -63,3 +63,51 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// A record asked for by id: absent or out of scope (`None`) is logged as a refused access
+/// and answered 404, so the two cannot be told apart.
+pub async fn found<T>(
+    state: &AppState,
+    viewer: &Viewer,
+    record_type: &str,
+    id: uuid::Uuid,
+    record: Option<T>,
+) -> Result<T, crate::error::AppError> {
+    match record {
+        Some(record) => Ok(record),
+        None => {
+            record_one(state, viewer, Action::Refused, record_type, id).await?;
+            Err(crate::error::AppError::NotFound)
+        }
+    }
+}
+
+/// As [`found`], and a record found is logged as viewed.
+pub async fn viewed<T>(
+    state: &AppState,
+    viewer: &Viewer,
+    record_type: &str,
+    id: uuid::Uuid,
+    record: Option<T>,
+) -> Result<T, crate::error::AppError> {
+    let record = found(state, viewer, record_type, id, record).await?;
+    record_one(state, viewer, Action::View, record_type, id).await?;
+    Ok(record)
+}
+
+async fn record_one(
+    state: &AppState,
+    viewer: &Viewer,
+    action: Action,
+    record_type: &str,
+    id: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    record(
+        state,
+        viewer,
+        action,
+        Some(record_type),
+        Some(&id.to_string()),
+    )
+    .await
+}

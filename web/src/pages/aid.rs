@@ -660,7 +660,9 @@ pub(crate) async fn create_request_command(
     .await?;
     // The NGO takes the family into its work (a consilium decision hands it over).
     if outcome.is_ok() && viewer.ngo_in(target.region.as_str()).is_some() {
-        crate::pages::families::take_on_quietly(state, viewer, target.family, ngo).await?;
+        // A refusal here leaves the family where it was; the request stands.
+        let _ =
+            crate::pages::families::take_on_family(state, viewer, tr, target.family, ngo).await?;
     }
     Ok(outcome)
 }
@@ -783,7 +785,7 @@ pub(crate) async fn request_view(
     id: Uuid,
 ) -> AppResult<RequestView> {
     let scope = aid_scope(viewer);
-    let Some(request) = request_rows(
+    let request = request_rows(
         state,
         &scope,
         tr,
@@ -794,25 +796,8 @@ pub(crate) async fn request_view(
     )
     .await?
     .into_iter()
-    .next() else {
-        audit::record(
-            state,
-            viewer,
-            Action::Refused,
-            Some(RECORD),
-            Some(&id.to_string()),
-        )
-        .await?;
-        return Err(AppError::NotFound);
-    };
-    audit::record(
-        state,
-        viewer,
-        Action::View,
-        Some(RECORD),
-        Some(&id.to_string()),
-    )
-    .await?;
+    .next();
+    let request = audit::viewed(state, viewer, RECORD, id, request).await?;
     let row = sqlx::query(
         "SELECT description, decision_note, refusal_reason, approved_amount FROM aid.request WHERE id = $1",
     )
@@ -827,12 +812,7 @@ pub(crate) async fn request_view(
             .iter()
             .map(|d| delivery_row(tr, d))
             .collect::<AppResult<Vec<_>>>()?;
-    let zone: String = sqlx::query_scalar(
-        "SELECT coalesce((SELECT time_zone FROM reference.region WHERE code = $1), 'Europe/Moscow')",
-    )
-    .bind(&request.region)
-    .fetch_one(state.log.pool())
-    .await?;
+    let zone = crate::pages::cases::region_zone(state, &request.region).await?;
     let events = sqlx::query(
         "SELECT sequence, event_type, payload, actor, recorded_at, effective_date FROM event \
           WHERE aggregate_type = 'AidRequest' AND aggregate_id = $1 ORDER BY sequence",
@@ -1533,26 +1513,33 @@ pub(crate) async fn aid_report(
             deliveries: 0,
             trace: trace(""),
         });
-    let municipalities: std::collections::HashMap<String, String> =
-        sqlx::query("SELECT id::text AS id, name FROM reference.municipality")
-            .fetch_all(state.log.pool())
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
     let by_form = lines(fetch(breakdown("form")).await?, "form", &|k| {
         tr.of("ngo-form", k)
     })?;
-    let by_municipality = lines(
-        fetch(breakdown("coalesce(municipality::text, 'none')")).await?,
-        "municipality",
-        &|k| {
-            municipalities
-                .get(k)
-                .cloned()
-                .unwrap_or_else(|| tr.t("ngo-no-municipality"))
-        },
-    )?;
+    let municipality_rows = fetch(breakdown("coalesce(municipality::text, 'none')")).await?;
+    // The names of the municipalities in the report only.
+    let keys: Vec<String> = municipality_rows
+        .iter()
+        .map(|r| r.try_get::<Option<String>, _>("key"))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let municipalities: std::collections::HashMap<String, String> = sqlx::query(
+        "SELECT id::text AS id, name FROM reference.municipality WHERE id::text = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(state.log.pool())
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let by_municipality = lines(municipality_rows, "municipality", &|k| {
+        municipalities
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| tr.t("ngo-no-municipality"))
+    })?;
     let by_requester = lines(fetch(breakdown("requester")).await?, "requester", &|k| {
         tr.of("ngo-requester", k)
     })?;

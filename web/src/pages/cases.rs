@@ -524,12 +524,17 @@ async fn new_case_form(
 }
 
 pub(crate) async fn region_today(state: &AppState, region: &RegionCode) -> AppResult<Date> {
+    Ok(today_in(&region_zone(state, region.as_str()).await?))
+}
+
+/// The region's IANA time zone (Moscow for a region not in the reference data).
+pub(crate) async fn region_zone(state: &AppState, region: &str) -> AppResult<String> {
     let zone: Option<String> =
         sqlx::query_scalar("SELECT time_zone FROM reference.region WHERE code = $1")
-            .bind(region.as_str())
+            .bind(region)
             .fetch_optional(state.log.pool())
             .await?;
-    Ok(today_in(zone.as_deref().unwrap_or("Europe/Moscow")))
+    Ok(zone.unwrap_or_else(|| "Europe/Moscow".to_owned()))
 }
 
 /// The next case number of the region and year: «16-2026-00012».
@@ -811,17 +816,7 @@ pub(crate) async fn case_in_scope(
     .bind(&scope.municipalities)
     .fetch_optional(state.log.pool())
     .await?;
-    let Some(row) = row else {
-        audit::record(
-            state,
-            viewer,
-            Action::Refused,
-            Some(RECORD),
-            Some(&id.to_string()),
-        )
-        .await?;
-        return Err(AppError::NotFound);
-    };
+    let row = audit::found(state, viewer, RECORD, id, row).await?;
     let sealed: Option<Json<Sealed>> = row.try_get("sealed")?;
     let personal: Option<PersonalData> = match sealed {
         Some(Json(s)) => state.vault.open(&s).await?,

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::audit::{self, Action};
 use crate::auth::guard::{PersonalScope, Routes, Rule, Viewer};
 use crate::chrome::Chrome;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::i18n::{today_in, Tr};
 use crate::pages::cases::{choices, FormFields};
 use crate::pages::persons::{open_sealed, Choice, MunicipalityGroup, ROLES};
@@ -182,54 +182,42 @@ pub(crate) async fn take_on_command(
             .bind(id)
             .fetch_optional(state.log.pool())
             .await?;
-    let Some(ngo) = region.as_deref().and_then(|r| viewer.ngo_in(r)) else {
-        audit::record(
-            state,
-            viewer,
-            Action::Refused,
-            Some(RECORD),
-            Some(&id.to_string()),
-        )
-        .await?;
-        return Err(AppError::NotFound);
-    };
-    let bus = CommandBus::<Family>::new(state.log.clone(), ());
+    let ngo = region.as_deref().and_then(|r| viewer.ngo_in(r));
+    let ngo = audit::found(state, viewer, RECORD, id, ngo).await?;
+    take_on_family(state, viewer, tr, id, ngo).await
+}
+
+/// Takes family `id` into `ngo`'s work; a family already in it stays so (a request on a
+/// consilium decision hands the family over this way too).
+pub(crate) async fn take_on_family(
+    state: &AppState,
+    viewer: &Viewer,
+    tr: Tr,
+    id: Uuid,
+    ngo: Uuid,
+) -> Outcome<Uuid> {
     let command = FamilyCommand::TakeOn {
         on: today_in("Europe/Moscow"),
         ngo,
     };
-    match bus
-        .execute(&id.to_string(), command, &CommandMeta::new(viewer.actor()))
-        .await
-    {
-        Ok(_) | Err(CommandError::Rejected(FamilyError::AlreadyTakenOn)) => Ok(Ok(id)),
-        Err(CommandError::Rejected(error)) => Ok(Err(family_error(tr, &error))),
-        Err(error) => Err(error.into()),
+    match execute_family(state, tr, id, command, &CommandMeta::new(viewer.actor())).await? {
+        Err(refusal) if refusal.code == "family-taken-on" => Ok(Ok(id)),
+        outcome => Ok(outcome),
     }
 }
 
-/// Takes a family into an NGO's work if it is not yet (a request from a consilium decision
-/// hands the family over).
-pub(crate) async fn take_on_quietly(
+/// Runs a command on family `id`: its id, or the rule's refusal in the user's words.
+async fn execute_family(
     state: &AppState,
-    viewer: &Viewer,
-    family: Uuid,
-    ngo: Uuid,
-) -> AppResult<()> {
+    tr: Tr,
+    id: Uuid,
+    command: FamilyCommand,
+    meta: &CommandMeta,
+) -> Outcome<Uuid> {
     let bus = CommandBus::<Family>::new(state.log.clone(), ());
-    let command = FamilyCommand::TakeOn {
-        on: today_in("Europe/Moscow"),
-        ngo,
-    };
-    match bus
-        .execute(
-            &family.to_string(),
-            command,
-            &CommandMeta::new(viewer.actor()),
-        )
-        .await
-    {
-        Ok(_) | Err(CommandError::Rejected(_)) => Ok(()),
+    match bus.execute(&id.to_string(), command, meta).await {
+        Ok(_) => Ok(Ok(id)),
+        Err(CommandError::Rejected(error)) => Ok(Err(family_error(tr, &error))),
         Err(error) => Err(error.into()),
     }
 }
@@ -366,27 +354,23 @@ pub(crate) async fn register_family_command(
     };
     let personal = state.vault.seal(id, &data).await?;
     let ngo = viewer.ngo_in(region.as_str());
-    let bus = CommandBus::<Family>::new(state.log.clone(), ());
-    match bus
-        .execute(
-            &id.to_string(),
-            FamilyCommand::Register {
-                on: today_in("Europe/Moscow"),
-                region,
-                municipality,
-                status,
-                large: form.flag("large"),
-                ngo,
-                personal,
-            },
-            &CommandMeta::new(viewer.actor()).with_command_id(command_id),
-        )
-        .await
-    {
-        Ok(_) => Ok(Ok(id)),
-        Err(CommandError::Rejected(error)) => Ok(Err(family_error(tr, &error))),
-        Err(error) => Err(error.into()),
-    }
+    let command = FamilyCommand::Register {
+        on: today_in("Europe/Moscow"),
+        region,
+        municipality,
+        status,
+        large: form.flag("large"),
+        ngo,
+        personal,
+    };
+    execute_family(
+        state,
+        tr,
+        id,
+        command,
+        &CommandMeta::new(viewer.actor()).with_command_id(command_id),
+    )
+    .await
 }
 
 async fn register_family(
@@ -461,29 +445,11 @@ pub(crate) async fn family_view(
     id: Uuid,
 ) -> AppResult<FamilyView> {
     let scope = viewer.personal_scope();
-    let Some((family, data, region)) = family_rows(state, &scope, tr, Some(id))
+    let found = family_rows(state, &scope, tr, Some(id))
         .await?
         .into_iter()
-        .next()
-    else {
-        audit::record(
-            state,
-            viewer,
-            Action::Refused,
-            Some(RECORD),
-            Some(&id.to_string()),
-        )
-        .await?;
-        return Err(AppError::NotFound);
-    };
-    audit::record(
-        state,
-        viewer,
-        Action::View,
-        Some(RECORD),
-        Some(&id.to_string()),
-    )
-    .await?;
+        .next();
+    let (family, data, region) = audit::viewed(state, viewer, RECORD, id, found).await?;
     // The family's children with their cases, in one query.
     let rows = sqlx::query(
         "SELECT p.id, p.sealed, \
@@ -635,15 +601,7 @@ pub(crate) async fn change_family_command(
     let Some(command) = command else {
         return Ok(Err(Refusal::new(tr, "family-fill-in")));
     };
-    let bus = CommandBus::<Family>::new(state.log.clone(), ());
-    match bus
-        .execute(&id.to_string(), command, &CommandMeta::new(viewer.actor()))
-        .await
-    {
-        Ok(_) => Ok(Ok(id)),
-        Err(CommandError::Rejected(error)) => Ok(Err(family_error(tr, &error))),
-        Err(error) => Err(error.into()),
-    }
+    execute_family(state, tr, id, command, &CommandMeta::new(viewer.actor())).await
 }
 
 async fn change_family(

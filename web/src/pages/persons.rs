@@ -539,29 +539,11 @@ async fn show(
     RecordId(id): RecordId,
 ) -> AppResult<ShowPage> {
     let scope = viewer.personal_scope();
-    let Some(person) = fetch(&state, &scope, "AND p.id = $4", Some(id))
+    let person = fetch(&state, &scope, "AND p.id = $4", Some(id))
         .await?
         .into_iter()
-        .next()
-    else {
-        audit::record(
-            &state,
-            &viewer,
-            Action::Refused,
-            Some(RECORD),
-            Some(&id.to_string()),
-        )
-        .await?;
-        return Err(AppError::NotFound);
-    };
-    audit::record(
-        &state,
-        &viewer,
-        Action::View,
-        Some(RECORD),
-        Some(&id.to_string()),
-    )
-    .await?;
+        .next();
+    let person = audit::viewed(&state, &viewer, RECORD, id, person).await?;
     let rows = sqlx::query(
         "SELECT at, coalesce(login, '—') AS login, action, address FROM access.access_log \
           WHERE record_type = $1 AND record_id = $2 ORDER BY at DESC LIMIT 50",
