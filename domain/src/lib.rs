@@ -13,6 +13,7 @@ pub mod organisation;
 pub mod person;
 pub mod reference;
 pub mod upcast;
+pub mod weekly;
 
 use time::Date;
 

@@ -12,6 +12,7 @@ pub mod persons;
 pub mod reference;
 mod runner;
 pub mod stream_head;
+pub mod weekly;
 
 pub use runner::{rebuild, status, RebuildReport, Runner, RunnerConfig, Status};
 
@@ -62,6 +63,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(persons::PersonsProjection),
         Arc::new(cases::CasesProjection),
         Arc::new(aid::AidProjection),
+        Arc::new(weekly::WeeklyProjection),
         Arc::new(stream_head::StreamHead),
     ]
 }
