@@ -30,6 +30,8 @@ pub struct AppConfig {
     pub https: bool,
     /// A session ends this long after login, however active.
     pub absolute_timeout: time::Duration,
+    /// Outgoing mail (weekly reminders).
+    pub mail: crate::mail::Mailer,
 }
 
 impl Default for AppConfig {
@@ -38,6 +40,7 @@ impl Default for AppConfig {
             max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
             https: false,
             absolute_timeout: auth::ABSOLUTE_TIMEOUT,
+            mail: crate::mail::Mailer::default(),
         }
     }
 }

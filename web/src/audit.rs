@@ -17,6 +17,8 @@ pub enum Action {
     Refused,
     /// A person's personal data was erased.
     Erase,
+    /// A locked reporting week was opened for filing.
+    Unlock,
 }
 
 impl Action {
@@ -27,14 +29,16 @@ impl Action {
             Action::Export => "export",
             Action::Refused => "refused",
             Action::Erase => "erase",
+            Action::Unlock => "unlock",
         }
     }
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::View,
         Action::List,
         Action::Export,
         Action::Refused,
         Action::Erase,
+        Action::Unlock,
     ];
 }
 

@@ -24,6 +24,10 @@ pub struct Badge {
     pub aid_report: bool,
     /// An NGO operator: its families are its own list.
     pub ngo: bool,
+    /// Files the weekly «Заступник» report (a municipal education department).
+    pub weekly_file: bool,
+    /// Reads the weekly «Заступник» summary.
+    pub weekly_summary: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +85,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Chrome {
                 aid: crate::pages::aid::READERS.iter().any(|r| u.has_role(*r)),
                 aid_report: crate::pages::aid::REPORTERS.iter().any(|r| u.has_role(*r)),
                 ngo: u.has_role(Role::NgoOperator),
+                weekly_file: u.has_role(Role::MunicipalEducation),
+                weekly_summary: crate::pages::weekly::SUMMARY.iter().any(|r| u.has_role(*r)),
             }),
             path: viewer.map_or_else(|| parts.uri.path().to_owned(), |v| v.path),
         })

@@ -41,6 +41,17 @@ pub enum Command {
         /// (TLS is terminated by a reverse proxy in front of Opora).
         #[arg(long, env = "OPORA_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Where reminders go: `log` (logged, not sent), `sendmail[:PATH]` (the machine's
+        /// MTA) or `dir:PATH` (one .eml file per letter).
+        #[arg(long, env = "OPORA_MAIL", default_value = "log", value_parser = crate::mail::MailTransport::parse)]
+        mail: crate::mail::MailTransport,
+        /// The sender of reminders.
+        #[arg(
+            long,
+            env = "OPORA_MAIL_FROM",
+            default_value = "Опора <opora@localhost>"
+        )]
+        mail_from: String,
     },
     /// Administration from the command line.
     Admin {
@@ -125,12 +136,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
         demo: false,
         public_url: None,
+        mail: crate::mail::MailTransport::Log,
+        mail_from: crate::mail::Mailer::default().from,
     }) {
         Command::Serve {
             bind,
             demo,
             public_url,
-        } => serve(bind, demo, public_url).await,
+            mail,
+            mail_from,
+        } => {
+            let mailer = crate::mail::Mailer {
+                transport: mail,
+                from: mail_from,
+            };
+            serve(bind, demo, public_url, mailer).await
+        }
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -184,7 +205,15 @@ where
     result
 }
 
-async fn serve(bind: SocketAddr, demo: bool, public_url: Option<String>) -> Result<ExitCode> {
+async fn serve(
+    bind: SocketAddr,
+    demo: bool,
+    public_url: Option<String>,
+    mail: crate::mail::Mailer,
+) -> Result<ExitCode> {
+    if mail.from.parse::<lettre::message::Mailbox>().is_err() {
+        anyhow::bail!("--mail-from «{}» is not a mail address", mail.from);
+    }
     let mut database = Database::open().await?;
     let pool = database.pool(32).await?;
     db::migrate(&pool).await?;
@@ -213,6 +242,9 @@ async fn serve(bind: SocketAddr, demo: bool, public_url: Option<String>) -> Resu
         crate::demo::pilot::load(&log, &vault, crate::i18n::today_in("Europe/Moscow"))
             .await
             .context("loading the pilot regions' demo cases")?;
+        crate::demo::weekly::load(&log, time::OffsetDateTime::now_utc())
+            .await
+            .context("loading the weekly reports' demo")?;
         for projection in opora_projections::all() {
             runner.catch_up(projection.as_ref()).await?;
         }
@@ -234,6 +266,7 @@ async fn serve(bind: SocketAddr, demo: bool, public_url: Option<String>) -> Resu
         AppConfig {
             max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
             https,
+            mail,
             ..AppConfig::default()
         },
     );

@@ -33,6 +33,30 @@ pub fn csv(headers: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, AppError
 }
 
 pub fn xlsx(sheet: &str, headers: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>, AppError> {
+    workbook(sheet, headers, rows, false)
+}
+
+/// As [`xlsx`], with whole numbers (`1250`, `-3`) written as numbers a spreadsheet can sum.
+pub fn xlsx_numbers(
+    sheet: &str,
+    headers: &[String],
+    rows: &[Vec<String>],
+) -> Result<Vec<u8>, AppError> {
+    workbook(sheet, headers, rows, true)
+}
+
+/// A cell that is a plain whole number (no leading zero, no sign but minus).
+fn whole_number(cell: &str) -> Option<f64> {
+    let value: i64 = cell.parse().ok()?;
+    (value.to_string() == cell && value.unsigned_abs() < (1 << 53)).then_some(value as f64)
+}
+
+fn workbook(
+    sheet: &str,
+    headers: &[String],
+    rows: &[Vec<String>],
+    numbers: bool,
+) -> Result<Vec<u8>, AppError> {
     use rust_xlsxwriter::{Format, Workbook};
     let fail = |e: rust_xlsxwriter::XlsxError| AppError::Unexpected(e.into());
     let mut workbook = Workbook::new();
@@ -46,9 +70,12 @@ pub fn xlsx(sheet: &str, headers: &[String], rows: &[Vec<String>]) -> Result<Vec
     }
     for (i, row) in rows.iter().enumerate() {
         for (col, cell) in row.iter().enumerate() {
-            worksheet
-                .write_string((i + 1) as u32, col as u16, cell)
-                .map_err(fail)?;
+            let (row, col) = ((i + 1) as u32, col as u16);
+            match whole_number(cell).filter(|_| numbers) {
+                Some(number) => worksheet.write_number(row, col, number),
+                None => worksheet.write_string(row, col, cell),
+            }
+            .map_err(fail)?;
         }
     }
     worksheet.set_freeze_panes(1, 0).map_err(fail)?;

@@ -260,6 +260,7 @@ mod tests {
             "templates/reference",
             "templates/cases",
             "templates/aid",
+            "templates/weekly",
             "web/src",
             "web/src/pages",
             "web/src/auth",
@@ -306,7 +307,17 @@ mod tests {
                     .iter()
                     .map(|c| format!("ngo-purpose-{}", c.1)),
             )
-            .chain(["requested", "approved", "refused"].map(|s| format!("ngo-status-{s}")));
+            .chain(["requested", "approved", "refused"].map(|s| format!("ngo-status-{s}")))
+            .chain(
+                opora_domain::weekly::Status::ALL
+                    .iter()
+                    .map(|s| format!("weekly-status-{}", s.code())),
+            )
+            .chain(
+                ["filed", "corrected", "accepted", "returned", "unlocked"]
+                    .map(|s| format!("weekly-entry-{s}")),
+            )
+            .chain((0..7).map(|d| format!("weekly-deadline-day-{d}")));
         for key in codes {
             assert!(ru.contains(&key), "message «{key}» is missing");
         }

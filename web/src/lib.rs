@@ -14,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod health;
 pub mod i18n;
+pub mod mail;
 pub mod pages;
 pub mod seed;
 pub mod telemetry;

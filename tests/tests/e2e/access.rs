@@ -47,6 +47,19 @@ const AID_REPORT: &[Role] = &[
     Role::MinistryAnalyst,
 ];
 const EDITORS: &[Role] = &[Role::Administrator, Role::RegionalCurator];
+const WEEKLY_FILERS: &[Role] = &[Role::MunicipalEducation, Role::Administrator];
+const WEEKLY_READERS: &[Role] = &[
+    Role::MunicipalEducation,
+    Role::MinistryAnalyst,
+    Role::RegionalCurator,
+    Role::Administrator,
+];
+const WEEKLY_SUMMARY: &[Role] = &[
+    Role::MinistryAnalyst,
+    Role::RegionalCurator,
+    Role::Administrator,
+];
+const WEEKLY_REVIEWERS: &[Role] = &[Role::MinistryAnalyst, Role::Administrator];
 
 /// Who may use each route — written here independently of the router, so that a route
 /// added without deciding this fails the matrix.
@@ -119,6 +132,36 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
             Rule::Roles(PEOPLE)
         }
         ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
+        ("GET", "/zastupnik/otchet") => Rule::Roles(WEEKLY_FILERS),
+        ("POST", "/zastupnik/otchet" | "/api/v1/weekly/reports") => Rule::Roles(WEEKLY_FILERS),
+        (
+            "GET",
+            "/zastupnik/otchet/{id}" | "/api/v1/weekly/reports" | "/api/v1/weekly/reports/{id}",
+        ) => Rule::Roles(WEEKLY_READERS),
+        (
+            "GET",
+            "/zastupnik/svodka"
+            | "/zastupnik/svodka.xlsx"
+            | "/zastupnik/svodka/pechat"
+            | "/api/v1/weekly/summary",
+        ) => Rule::Roles(WEEKLY_SUMMARY),
+        (
+            "GET",
+            "/zastupnik/napominaniya.csv"
+            | "/zastupnik/nastroyki"
+            | "/zastupnik/import"
+            | "/zastupnik/import/shablon.csv",
+        ) => Rule::Roles(WEEKLY_REVIEWERS),
+        (
+            "POST",
+            "/zastupnik/otchet/{id}/reshenie"
+            | "/zastupnik/razblokirovat"
+            | "/zastupnik/napominaniya"
+            | "/zastupnik/nastroyki"
+            | "/zastupnik/import"
+            | "/api/v1/weekly/reports/{id}/review"
+            | "/api/v1/weekly/unlock",
+        ) => Rule::Roles(WEEKLY_REVIEWERS),
         (
             "GET",
             "/vyzov/import"

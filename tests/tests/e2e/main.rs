@@ -10,3 +10,4 @@ mod fixtures;
 mod log;
 mod projections;
 mod web;
+mod weekly;

@@ -15,8 +15,7 @@ pub mod cases;
 pub mod families;
 pub mod import;
 pub mod sittings;
-
-use std::marker::PhantomData;
+pub mod weekly;
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
@@ -94,7 +93,8 @@ pub fn written(outcome: Result<Uuid, Refusal>) -> Response {
 pub struct ApiForm<T> {
     pub form: FormFields,
     pub tr: Tr,
-    _body: PhantomData<T>,
+    /// The body as sent (for what does not flatten into fields, e.g. a list of objects).
+    pub body: T,
 }
 
 fn bad_body(tr: Tr, status: StatusCode, key: &str, problem: Option<String>) -> Response {
@@ -176,7 +176,7 @@ where
         Ok(Self {
             form: FormFields::from_pairs(pairs),
             tr,
-            _body: PhantomData,
+            body: typed,
         })
     }
 }
@@ -258,7 +258,7 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Opora API", description = "«Вызов»: the register of children in institutions, cases, consilium sittings, families, the region's directory, and the NGO operator's material aid to families. The same access rules and the same validation as the pages."),
+    info(title = "Opora API", description = "«Вызов»: the register of children in institutions, cases, consilium sittings, families, the region's directory, the NGO operator's material aid to families, and «Заступник»'s weekly connection reports. The same access rules and the same validation as the pages."),
     modifiers(&Security),
     security(("session" = []), ("session" = [], "csrf" = [])),
     paths(
@@ -271,6 +271,8 @@ impl Modify for Security {
         import::upload, import::preview, import::execute,
         aid::desk, aid::requests, aid::create, aid::show, aid::step, aid::upload,
         aid::download, aid::report, aid::deliveries,
+        weekly::summary, weekly::reports, weekly::show, weekly::file, weekly::review,
+        weekly::unlock,
     ),
     components(schemas(ErrorBody, Written))
 )]
@@ -293,4 +295,5 @@ pub fn routes() -> Routes {
         .merge(families::routes())
         .merge(import::routes())
         .merge(aid::routes())
+        .merge(weekly::routes())
 }

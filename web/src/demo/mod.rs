@@ -15,6 +15,7 @@ use time::Date;
 use uuid::Uuid;
 
 pub mod pilot;
+pub mod weekly;
 
 use crate::pages::admin::{create_user, CreateUserError, NewUser};
 
@@ -183,6 +184,16 @@ pub fn demo_users() -> Result<Vec<(&'static str, &'static str, Grant)>> {
                 Scope::Ngo {
                     region: altai.clone(),
                     ngo: altai_ngo,
+                },
+            )?,
+        ),
+        (
+            "minobr16",
+            "Министерство образования и науки Татарстана (демо)",
+            Grant::new(
+                Role::MinistryAnalyst,
+                Scope::Region {
+                    region: tatarstan.clone(),
                 },
             )?,
         ),

@@ -662,6 +662,17 @@ pub fn domain_refusal<E: Serialize + std::fmt::Display>(
         "problem",
         "requested",
         "approved",
+        "limit",
+        "responsible",
+        "schools",
+        "children",
+        "pupils",
+        "school",
+        "total",
+        "by_school",
+        "previous",
+        "current",
+        "week",
     ];
     let args: Vec<(&'static str, FluentValue<'static>)> = names
         .into_iter()
@@ -1113,6 +1124,9 @@ impl FormFields {
     }
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         Self(pairs)
+    }
+    pub fn extend(&mut self, pairs: Vec<(String, String)>) {
+        self.0.extend(pairs);
     }
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.0

@@ -396,7 +396,7 @@ fn check_rows(tr: Tr, rows: &[Vec<String>], data: &RegionData) -> Vec<CheckedRow
 }
 
 /// The rows of an uploaded file (the header row dropped), as text.
-fn read_rows(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>, &'static str> {
+pub(crate) fn read_rows(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>, &'static str> {
     let rows = if filename.to_lowercase().ends_with(".csv") {
         let text = std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
             .map_err(|_| "import-not-utf8")?;

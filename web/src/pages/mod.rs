@@ -11,6 +11,7 @@ pub mod persons;
 pub mod profile;
 pub mod reference;
 pub mod sessions;
+pub mod weekly;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -94,6 +95,7 @@ pub fn routes() -> Routes {
         .merge(sessions::routes())
         .merge(import::routes())
         .merge(admin::routes())
+        .merge(weekly::routes())
 }
 
 #[derive(Template, WebTemplate)]
