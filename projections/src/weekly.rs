@@ -176,7 +176,7 @@ async fn write_filing(
     actor: Option<&str>,
 ) -> Result<(), ProjectionError> {
     let f = filing.figures;
-    let per_school = (!filing.schools.is_empty()).then(|| Json(&filing.schools));
+    let per_school = (!filing.schools.is_empty()).then_some(Json(&filing.schools));
     sqlx::query(
         "UPDATE report SET children = $2, adults = $3, schools = $4, \
                 schools_with_responsible = $5, per_school = $6, comment = $7, \

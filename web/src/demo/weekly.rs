@@ -4,7 +4,8 @@
 //!
 //! | figure                     | Татарстан (16)                 | Алтайский край (22)      |
 //! |----------------------------|--------------------------------|--------------------------|
-//! | deadline, lock             | Friday 18:00, 7 days later     | the default: 23:59, 7    |
+//! | municipalities             | 45                             | 69                       |
+//! | deadline, lock             | Friday 18:00, 7 days later     | Friday 23:59, 7 days later (the default) |
 //! | pupils, big municipalities | Казань ≈160 000, Челны ≈75 000, Нижнекамский ≈31 000, Альметьевский ≈29 000 | Барнаул ≈80 000, Бийск ≈25 000 |
 //! | pupils, the others         | 2 000–9 000                    | 1 000–5 000              |
 //! | schools                    | Казань 180, Челны 90, others pupils / 450 (8–40) | pupils / 450 (8–40) |

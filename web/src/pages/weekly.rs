@@ -520,10 +520,20 @@ pub(crate) async fn history(
                         .flatten()
                 })
                 .map(|at| local_time(&at, &place.time_zone)),
-            locked: schedule.is_locked(week, now) && !unlocked.is_some_and(|u| now < u),
+            locked: closed(&schedule, week, now, unlocked),
         });
     }
     Ok(out)
+}
+
+/// A week takes no filing: locked, and not opened (or the opening has run out).
+fn closed(
+    schedule: &Schedule,
+    week: Week,
+    now: OffsetDateTime,
+    unlocked: Option<OffsetDateTime>,
+) -> bool {
+    schedule.is_locked(week, now) && unlocked.is_none_or(|u| now >= u)
 }
 
 /// The status of a read-model row (or of no row).
@@ -589,6 +599,7 @@ async fn filing_places(state: &AppState, scope: &WeeklyScope) -> AppResult<Vec<C
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn file_page_for(
     state: &AppState,
     c: Chrome,
@@ -838,7 +849,7 @@ pub(crate) async fn report_view(
         status: status.code().to_owned(),
         status_label: tr.of("weekly-status", status.code()),
         figures: filed.then(|| figures_of(&row).into()),
-        locked: schedule.is_locked(week, now) && !unlocked.is_some_and(|u| now < u),
+        locked: closed(&schedule, week, now, unlocked),
         deadline: local_time(
             &(schedule.deadline(week) - Duration::minutes(1)),
             &place.time_zone,
@@ -1401,7 +1412,7 @@ async fn municipality_rows(
             filed: i64::from(filed),
             expected: 1,
             on_time: i64::from(timeliness == Some(Timeliness::OnTime)),
-            locked: schedule.is_locked(week, now) && !unlocked.is_some_and(|u| now < u),
+            locked: closed(schedule, week, now, unlocked),
         });
     }
     Ok((out, missing))
@@ -1680,7 +1691,7 @@ pub fn thousands(value: i64) -> String {
     let digits = value.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202F}');
         }
         out.push(ch);
