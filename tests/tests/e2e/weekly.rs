@@ -36,6 +36,21 @@ async fn events(test: &TestApp, aggregate_type: &str) -> i64 {
         .unwrap()
 }
 
+/// Tatarstan's settings page: the deadline on Friday at `time`, locking after 7 days, and
+/// one department field.
+async fn save_settings(ministry: &mut Client, time: &str, field: (&str, &str)) {
+    ministry.get("/zastupnik/nastroyki?region=16").await;
+    let fields = [
+        ("region", "16"),
+        ("deadline_day", "0"),
+        ("deadline_time", time),
+        ("lock_days", "7"),
+        field,
+    ];
+    let saved = ministry.post("/zastupnik/nastroyki", &fields).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+}
+
 fn report(week: Week, children: u32, adults: u32) -> serde_json::Value {
     json!({
         "week": week.friday().to_string(),
@@ -292,21 +307,8 @@ async fn refusals_write_nothing_and_say_what_is_wrong() {
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
     // The region sets Kazan's pupils: more children than pupils is refused.
     let mut ministry = signed_in(&test, "minobr16").await;
-    ministry.get("/zastupnik/nastroyki?region=16").await;
     let pupils = format!("pupils_{kazan}");
-    let saved = ministry
-        .post(
-            "/zastupnik/nastroyki",
-            &[
-                ("region", "16"),
-                ("deadline_day", "0"),
-                ("deadline_time", "23:59"),
-                ("lock_days", "7"),
-                (&pupils, "800"),
-            ],
-        )
-        .await;
-    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    save_settings(&mut ministry, "23:59", (&pupils, "800")).await;
     test.project().await;
     let mut above = report(week, 900, 400);
     above["comment"] = json!("проверка");
@@ -435,21 +437,8 @@ async fn reminders_go_through_the_mail_transport() {
     let test = TestApp::with_demo_config(config).await;
     let almetyevsk = municipality(&test, "16", "Альметьевский муниципальный район").await;
     let mut ministry = signed_in(&test, "minobr16").await;
-    ministry.get("/zastupnik/nastroyki?region=16").await;
     let email = format!("email_{almetyevsk}");
-    let saved = ministry
-        .post(
-            "/zastupnik/nastroyki",
-            &[
-                ("region", "16"),
-                ("deadline_day", "0"),
-                ("deadline_time", "18:00"),
-                ("lock_days", "7"),
-                (&email, "uo@almetyevsk.example"),
-            ],
-        )
-        .await;
-    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    save_settings(&mut ministry, "18:00", (&email, "uo@almetyevsk.example")).await;
     test.project().await;
     let list = ministry.get("/zastupnik/napominaniya.csv?region=16").await;
     assert!(list.body.contains("uo@almetyevsk.example"));

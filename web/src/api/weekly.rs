@@ -82,7 +82,7 @@ async fn reports(
     let current = schedule.week_at(time::OffsetDateTime::now_utc());
     let weeks = query.weeks.unwrap_or(12).clamp(1, 104);
     Ok(Json(
-        page::history(&state, tr, &place, current, weeks).await?,
+        page::history(&state, tr, &place, &schedule, current, weeks).await?,
     ))
 }
 

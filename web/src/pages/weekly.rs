@@ -476,10 +476,10 @@ pub(crate) async fn history(
     state: &AppState,
     tr: Tr,
     place: &Place,
+    schedule: &Schedule,
     last: Week,
     weeks: u16,
 ) -> AppResult<Vec<WeekRow>> {
-    let schedule = schedule_of(state, &place.region).await?;
     let now = OffsetDateTime::now_utc();
     let list = last.last(weeks);
     let rows = sqlx::query(
@@ -500,7 +500,7 @@ pub(crate) async fn history(
         let children: Option<i32> = row.and_then(|r| r.try_get("children").ok().flatten());
         let unlocked: Option<OffsetDateTime> =
             row.and_then(|r| r.try_get("unlocked_until").ok().flatten());
-        let status = row_status(row.copied(), &schedule, week, now);
+        let status = row_status(row.copied(), schedule, week, now);
         out.push(WeekRow {
             report: report_id(place.id, week),
             friday: week.friday(),
@@ -520,10 +520,18 @@ pub(crate) async fn history(
                         .flatten()
                 })
                 .map(|at| local_time(&at, &place.time_zone)),
-            locked: closed(&schedule, week, now, unlocked),
+            locked: closed(schedule, week, now, unlocked),
         });
     }
     Ok(out)
+}
+
+/// The deadline as people read it: the last minute that counts, local (`20.11.2026 23:59`).
+fn deadline_text(schedule: &Schedule, week: Week) -> String {
+    local_time(
+        &(schedule.deadline(week) - Duration::minutes(1)),
+        &schedule.time_zone,
+    )
 }
 
 /// A week takes no filing: locked, and not opened (or the opening has run out).
@@ -549,10 +557,13 @@ fn row_status(
     let review = row
         .and_then(|r| r.try_get::<String, _>("review").ok())
         .map_or(Review::Waiting, |r| Review::from_code(&r));
-    let timeliness = row
-        .and_then(|r| r.try_get::<Option<String>, _>("timeliness").ok().flatten())
-        .and_then(|t| Timeliness::from_code(&t));
-    weekly::status(filed, review, timeliness, (schedule, week, now))
+    weekly::status(filed, review, row_timeliness(row), (schedule, week, now))
+}
+
+/// The first filing's timeliness of a read-model row.
+fn row_timeliness(row: Option<&sqlx::postgres::PgRow>) -> Option<Timeliness> {
+    row.and_then(|r| r.try_get::<Option<String>, _>("timeliness").ok().flatten())
+        .and_then(|t| Timeliness::from_code(&t))
 }
 
 #[derive(Template, WebTemplate)]
@@ -641,7 +652,7 @@ async fn file_page_for(
     let schedule = schedule_of(state, &place.region).await?;
     let now = OffsetDateTime::now_utc();
     let current = schedule.week_at(now);
-    let history = history(state, tr, &place, current, 12).await?;
+    let history = history(state, tr, &place, &schedule, current, 12).await?;
     // Weeks open for filing: this one and earlier unlocked ones; the default is last week
     // when it is still missing or returned, otherwise this week.
     let open: Vec<&WeekRow> = history.iter().filter(|w| !w.locked).collect();
@@ -667,10 +678,7 @@ async fn file_page_for(
         format_date(week.first_day()),
         format_date(week.friday())
     );
-    page.deadline = local_time(
-        &(schedule.deadline(week) - Duration::minutes(1)),
-        &place.time_zone,
-    );
+    page.deadline = deadline_text(&schedule, week);
     page.previous = previous_figures(state, place.id, week)
         .await?
         .map(|(w, f)| (format_date(w.friday()), f));
@@ -850,10 +858,7 @@ pub(crate) async fn report_view(
         status_label: tr.of("weekly-status", status.code()),
         figures: filed.then(|| figures_of(&row).into()),
         locked: closed(&schedule, week, now, unlocked),
-        deadline: local_time(
-            &(schedule.deadline(week) - Duration::minutes(1)),
-            &place.time_zone,
-        ),
+        deadline: deadline_text(&schedule, week),
         locks_at: local_time(&schedule.locks_at(week), &place.time_zone),
         entries: entries(state, tr, id, &place.time_zone).await?,
         may_review: scope.reviews(&place.region),
@@ -1321,12 +1326,7 @@ pub(crate) async fn summary(
         region: asked.map(str::to_owned),
         title,
         friday: week.friday(),
-        deadline: asked.map(|_| {
-            local_time(
-                &(schedule.deadline(week) - Duration::minutes(1)),
-                &schedule.time_zone,
-            )
-        }),
+        deadline: asked.map(|_| deadline_text(&schedule, week)),
         trend: trend(state, &codes, week, 52).await?,
         filing: filing_by_week(state, &codes, week, 12).await?,
         total,
@@ -1345,10 +1345,11 @@ async fn municipality_rows(
     now: OffsetDateTime,
 ) -> AppResult<(Vec<SummaryRow>, Vec<NonFiler>)> {
     let rows = sqlx::query(
-        "SELECT m.id, m.name, cur.id AS report, cur.children AS filed_children, cur.review, \
+        "SELECT m.id, m.name, cur.id AS report, cur.children, cur.review, \
                 cur.timeliness, cur.review_comment, cur.unlocked_until, \
-                st.friday AS as_of, st.children, st.adults, st.schools, \
-                st.schools_with_responsible, pr.children AS prev_children, \
+                st.friday AS as_of, st.children AS stock_children, st.adults AS stock_adults, \
+                st.schools AS stock_schools, \
+                st.schools_with_responsible AS stock_responsible, pr.children AS prev_children, \
                 pr.adults AS prev_adults, d.contact, d.email \
            FROM reference.municipality m \
            LEFT JOIN weekly.report cur ON cur.municipality = m.id AND cur.friday = $2 \
@@ -1371,20 +1372,14 @@ async fn municipality_rows(
     for row in &rows {
         let id: Uuid = row.try_get("id")?;
         let name: String = row.try_get("name")?;
-        let filed = row.try_get::<Option<i32>, _>("filed_children")?.is_some();
-        let review = row
-            .try_get::<Option<String>, _>("review")?
-            .map_or(Review::Waiting, |r| Review::from_code(&r));
-        let timeliness = row
-            .try_get::<Option<String>, _>("timeliness")?
-            .and_then(|t| Timeliness::from_code(&t));
-        let status = weekly::status(filed, review, timeliness, (schedule, week, now));
+        let filed = row.try_get::<Option<i32>, _>("children")?.is_some();
+        let status = row_status(Some(row), schedule, week, now);
         let unlocked: Option<OffsetDateTime> = row.try_get("unlocked_until")?;
         let stock = |name: &str| -> AppResult<i64> {
             Ok(i64::from(row.try_get::<Option<i32>, _>(name)?.unwrap_or(0)))
         };
-        let children = stock("children")?;
-        let adults = stock("adults")?;
+        let children = stock("stock_children")?;
+        let adults = stock("stock_adults")?;
         if !filed {
             missing.push(NonFiler {
                 municipality: id,
@@ -1401,8 +1396,8 @@ async fn municipality_rows(
             report: row.try_get("report")?,
             children,
             adults,
-            schools: stock("schools")?,
-            schools_with_responsible: stock("schools_with_responsible")?,
+            schools: stock("stock_schools")?,
+            schools_with_responsible: stock("stock_responsible")?,
             children_change: children - stock("prev_children")?,
             adults_change: adults - stock("prev_adults")?,
             as_of: row.try_get("as_of")?,
@@ -1411,7 +1406,7 @@ async fn municipality_rows(
             review_comment: row.try_get("review_comment")?,
             filed: i64::from(filed),
             expected: 1,
-            on_time: i64::from(timeliness == Some(Timeliness::OnTime)),
+            on_time: i64::from(row_timeliness(Some(row)) == Some(Timeliness::OnTime)),
             locked: closed(schedule, week, now, unlocked),
         });
     }
