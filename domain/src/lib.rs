@@ -12,6 +12,7 @@ pub mod money;
 pub mod organisation;
 pub mod person;
 pub mod reference;
+pub mod signal;
 pub mod upcast;
 pub mod weekly;
 

@@ -94,6 +94,14 @@ pub enum ValueError {
     ExitKind(String),
     #[error("Неизвестный статус семьи «{0}».")]
     FamilyStatus(String),
+    #[error("Неизвестный вид сигнала «{0}».")]
+    SignalKind(String),
+    #[error("Неизвестный вид реагирующих «{0}».")]
+    ResponderKind(String),
+    #[error("Неизвестный исход сигнала «{0}».")]
+    SignalOutcome(String),
+    #[error("Неизвестный канал уведомления «{0}».")]
+    Channel(String),
 }
 
 /// Two or three digits, the code of a subject of the Federation.

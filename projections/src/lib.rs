@@ -11,6 +11,7 @@ pub mod cases;
 pub mod persons;
 pub mod reference;
 mod runner;
+pub mod signals;
 pub mod stream_head;
 pub mod weekly;
 
@@ -64,6 +65,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(cases::CasesProjection),
         Arc::new(aid::AidProjection),
         Arc::new(weekly::WeeklyProjection),
+        Arc::new(signals::SignalsProjection),
         Arc::new(stream_head::StreamHead),
     ]
 }
