@@ -32,6 +32,9 @@ pub struct AppConfig {
     pub absolute_timeout: time::Duration,
     /// Outgoing mail (weekly reminders).
     pub mail: crate::mail::Mailer,
+    /// «Заступник»: a signal nobody has acknowledged this many seconds after it arrived is
+    /// escalated (highlighted on the console, and an escalation event).
+    pub escalate_after_seconds: u32,
 }
 
 impl Default for AppConfig {
@@ -41,6 +44,7 @@ impl Default for AppConfig {
             https: false,
             absolute_timeout: auth::ABSOLUTE_TIMEOUT,
             mail: crate::mail::Mailer::default(),
+            escalate_after_seconds: DEFAULT_ESCALATE_AFTER_SECONDS,
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct AppState {
     pub users: Arc<CommandBus<User>>,
     pub persons: Arc<CommandBus<Person>>,
     pub cases: Arc<CommandBus<ChildCase>>,
+    /// «Заступник»: signals, registrations and the ingestion clients' rate limits.
+    pub ingest: Arc<crate::ingest::Ingest>,
 }
 
 pub struct Application;
@@ -81,6 +87,7 @@ impl Application {
             users: Arc::new(CommandBus::new(log.clone(), ())),
             persons: Arc::new(CommandBus::new(log.clone(), ())),
             cases: Arc::new(CommandBus::new(log.clone(), ())),
+            ingest: Arc::new(crate::ingest::Ingest::new(&log)),
             vault,
             config: Arc::new(config),
             rules: RuleTable::new(rules),
@@ -98,14 +105,17 @@ impl Application {
             .with_expiry(Expiry::OnInactivity(auth::IDLE_TIMEOUT));
         let auth_layer =
             AuthManagerLayerBuilder::new(Backend::new(state.log.pool().clone()), sessions).build();
-        let mut app = router
+        // The ingestion API sits outside sessions, CSRF and the role guard: its callers are
+        // backends identified by their integration key (crate::ingest).
+        let mut app = crate::ingest::routes()
+            .merge(router
             .route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 guard::guard,
             ))
             .fallback(not_found)
             .layer(axum::middleware::from_fn(csrf::verify))
-            .layer(auth_layer)
+            .layer(auth_layer))
             .layer(axum::middleware::from_fn(error::render_errors))
             .layer(TraceLayer::new_for_http())
             .layer(SetResponseHeaderLayer::overriding(
@@ -160,3 +170,5 @@ async fn not_found() -> AppError {
 }
 
 pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(10);
+/// Seconds without an operator's acknowledgement before a signal is escalated.
+pub const DEFAULT_ESCALATE_AFTER_SECONDS: u32 = 60;

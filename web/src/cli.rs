@@ -52,6 +52,26 @@ pub enum Command {
             default_value = "Опора <opora@localhost>"
         )]
         mail_from: String,
+        /// Where trusted adults' notifications go: `log` (logged only) or
+        /// `webhook:URL` (the app's notification gateway; signed with --webhook-secret).
+        #[arg(long, env = "OPORA_NOTIFY", default_value = "log", value_parser = crate::notify::Transport::parse)]
+        notify: crate::notify::Transport,
+        /// The shared secret for the webhook's HMAC-SHA256 signature.
+        #[arg(
+            long,
+            env = "OPORA_WEBHOOK_SECRET",
+            default_value = "",
+            hide_env_values = true
+        )]
+        webhook_secret: String,
+        /// Seconds without an operator's acknowledgement before a signal is escalated.
+        #[arg(long, env = "OPORA_ESCALATE_AFTER", default_value_t = crate::app::DEFAULT_ESCALATE_AFTER_SECONDS, value_parser = clap::value_parser!(u32).range(5..=3600))]
+        escalate_after: u32,
+    },
+    /// Ingestion clients of «Заступник» (the app's backends) and their keys.
+    Integration {
+        #[command(subcommand)]
+        command: IntegrationCommand,
     },
     /// Administration from the command line.
     Admin {
@@ -106,6 +126,23 @@ pub enum AdminCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum IntegrationCommand {
+    /// Register a client; prints its key once (only its hash is kept).
+    Create {
+        /// The client's name (e.g. «Заступник, боевой сервер»).
+        #[arg(long)]
+        name: String,
+        /// Calls per second the client may make.
+        #[arg(long, default_value_t = opora_domain::signal::DEFAULT_RATE_PER_SECOND)]
+        rate: u32,
+    },
+    /// A new key for a client; the old one keeps working for 24 hours.
+    Rotate { id: uuid::Uuid },
+    /// The registered clients.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum EraseCommand {
     /// Destroy a person's key: their personal data becomes unreadable everywhere.
     Person {
@@ -138,6 +175,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         public_url: None,
         mail: crate::mail::MailTransport::Log,
         mail_from: crate::mail::Mailer::default().from,
+        notify: crate::notify::Transport::Log,
+        webhook_secret: String::new(),
+        escalate_after: crate::app::DEFAULT_ESCALATE_AFTER_SECONDS,
     }) {
         Command::Serve {
             bind,
@@ -145,12 +185,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             public_url,
             mail,
             mail_from,
+            notify,
+            webhook_secret,
+            escalate_after,
         } => {
             let mailer = crate::mail::Mailer {
                 transport: mail,
                 from: mail_from,
             };
-            serve(bind, demo, public_url, mailer).await
+            let notify = match notify {
+                crate::notify::Transport::Webhook { url, .. } => {
+                    if webhook_secret.len() < 16 {
+                        anyhow::bail!(
+                            "--notify webhook:…: задайте общий секрет подписи OPORA_WEBHOOK_SECRET (не короче 16 символов)"
+                        );
+                    }
+                    crate::notify::Transport::Webhook {
+                        url,
+                        secret: webhook_secret,
+                    }
+                }
+                other => other,
+            };
+            serve(bind, demo, public_url, mailer, notify, escalate_after).await
+        }
+        Command::Integration { command } => {
+            with_log(|log| async move { integration(&log, command).await }).await
         }
         Command::Admin {
             command:
@@ -210,6 +270,8 @@ async fn serve(
     demo: bool,
     public_url: Option<String>,
     mail: crate::mail::Mailer,
+    notify: crate::notify::Transport,
+    escalate_after: u32,
 ) -> Result<ExitCode> {
     if mail.from.parse::<lettre::message::Mailbox>().is_err() {
         anyhow::bail!("--mail-from «{}» is not a mail address", mail.from);
@@ -245,12 +307,25 @@ async fn serve(
         crate::demo::weekly::load(&log, time::OffsetDateTime::now_utc())
             .await
             .context("loading the weekly reports' demo")?;
+        crate::demo::signals::load(&log, time::OffsetDateTime::now_utc())
+            .await
+            .context("loading the signals' demo")?;
         for projection in opora_projections::all() {
             runner.catch_up(projection.as_ref()).await?;
         }
     }
     let (stop, stopped) = watch::channel(false);
-    let tasks = runner.spawn(opora_projections::all(), stopped);
+    let mut tasks = runner.spawn(opora_projections::all(), stopped.clone());
+    tasks.push(crate::notify::spawn_worker(
+        log.clone(),
+        crate::notify::WorkerConfig::new(notify),
+        stopped.clone(),
+    ));
+    tasks.push(crate::pages::signals::spawn_escalation(
+        log.clone(),
+        escalate_after,
+        stopped,
+    ));
     let cleanup = crate::auth::spawn_session_cleanup(pool.clone());
 
     let listener = tokio::net::TcpListener::bind(bind)
@@ -267,6 +342,7 @@ async fn serve(
             max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
             https,
             mail,
+            escalate_after_seconds: escalate_after,
             ..AppConfig::default()
         },
     );
@@ -282,6 +358,10 @@ async fn serve(
                 .join(", ")
         );
         println!("admin, curator16, curator22 и secretary16 при первом входе подключают второй фактор (QR-код).");
+        println!(
+            "Ключ демо-клиента «Заступника» для API приёма сигналов: {}",
+            crate::demo::signals::DEMO_INGEST_KEY
+        );
     }
     if let Some(pg) = &database.embedded {
         println!(
@@ -380,6 +460,44 @@ async fn erase_person(log: &EventLog, id: uuid::Uuid, reason: String) -> Result<
         println!("Личные данные {id} уже были удалены.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn integration(log: &EventLog, command: IntegrationCommand) -> Result<ExitCode> {
+    let runner = Runner::new(log.clone(), RunnerConfig::default());
+    let projection = opora_projections::signals::SignalsProjection;
+    match command {
+        IntegrationCommand::Create { name, rate } => {
+            let (id, key) = crate::ingest::register_client(log, &name, rate, "system:cli").await?;
+            runner.catch_up(&projection).await?;
+            opora_store::notify(log.pool()).await?;
+            println!("Клиент {id} зарегистрирован. Ключ (показывается один раз, сохраните его):");
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        IntegrationCommand::Rotate { id } => {
+            let key = crate::ingest::rotate_key(log, id, "system:cli").await?;
+            runner.catch_up(&projection).await?;
+            opora_store::notify(log.pool()).await?;
+            println!("Новый ключ клиента {id} (старый действует ещё 24 часа):");
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        IntegrationCommand::List => {
+            runner.catch_up(&projection).await?;
+            let rows: Vec<(uuid::Uuid, String, i32, bool)> = sqlx::query_as(
+                "SELECT id, name, rate_per_second, revoked FROM signals.client ORDER BY registered_at",
+            )
+            .fetch_all(log.pool())
+            .await?;
+            for (id, name, rate, revoked) in rows {
+                println!(
+                    "{id}  {rate:>6}/с  {}{name}",
+                    if revoked { "[отключён] " } else { "" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -239,11 +239,19 @@ mod tests {
     fn every_message_exists_in_russian_and_english() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let keys_of = |lang: &str| -> std::collections::BTreeSet<String> {
-            std::fs::read_to_string(root.join(format!("locales/{lang}/main.ftl")))
+            // Every .ftl file of the language (the loader reads them all).
+            std::fs::read_dir(root.join(format!("locales/{lang}")))
                 .unwrap()
-                .lines()
-                .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim().to_owned()))
-                .filter(|k| !k.starts_with(['#', ' ']) && !k.is_empty())
+                .map(|entry| entry.unwrap().path())
+                .filter(|path| path.extension().is_some_and(|e| e == "ftl"))
+                .flat_map(|path| {
+                    std::fs::read_to_string(path)
+                        .unwrap()
+                        .lines()
+                        .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim().to_owned()))
+                        .filter(|k| !k.starts_with(['#', ' ']) && !k.is_empty())
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         };
         let (ru, en) = (keys_of("ru"), keys_of("en"));
@@ -261,6 +269,7 @@ mod tests {
             "templates/cases",
             "templates/aid",
             "templates/weekly",
+            "templates/signals",
             "web/src",
             "web/src/pages",
             "web/src/auth",
@@ -317,7 +326,27 @@ mod tests {
                 ["filed", "corrected", "accepted", "returned", "unlocked"]
                     .map(|s| format!("weekly-entry-{s}")),
             )
-            .chain((0..7).map(|d| format!("weekly-deadline-day-{d}")));
+            .chain((0..7).map(|d| format!("weekly-deadline-day-{d}")))
+            .chain(
+                opora_domain::signal::SignalKind::ALL
+                    .iter()
+                    .map(|c| format!("signal-kind-{}", c.1)),
+            )
+            .chain(
+                opora_domain::signal::ResponderKind::ALL
+                    .iter()
+                    .map(|c| format!("signal-responder-{}", c.1)),
+            )
+            .chain(
+                opora_domain::signal::SignalOutcome::ALL
+                    .iter()
+                    .map(|c| format!("signal-outcome-{}", c.1)),
+            )
+            .chain(
+                opora_domain::signal::Channel::ALL
+                    .iter()
+                    .map(|c| format!("signal-channel-{}", c.1)),
+            );
         for key in codes {
             assert!(ru.contains(&key), "message «{key}» is missing");
         }

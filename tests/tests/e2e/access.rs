@@ -60,6 +60,12 @@ const WEEKLY_SUMMARY: &[Role] = &[
     Role::Administrator,
 ];
 const WEEKLY_REVIEWERS: &[Role] = &[Role::MinistryAnalyst, Role::Administrator];
+const SIGNAL_WATCHERS: &[Role] = &[
+    Role::SignalOperator,
+    Role::MinistryAnalyst,
+    Role::Administrator,
+];
+const SIGNAL_OPERATORS: &[Role] = &[Role::SignalOperator, Role::Administrator];
 
 /// Who may use each route — written here independently of the router, so that a route
 /// added without deciding this fails the matrix.
@@ -132,6 +138,25 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
             Rule::Roles(PEOPLE)
         }
         ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
+        ("GET", "/static/htmx.min.js" | "/static/console.js") => Rule::Public,
+        (
+            "GET",
+            "/zastupnik/signaly"
+            | "/zastupnik/signaly/ochered"
+            | "/zastupnik/signaly/{id}"
+            | "/api/v1/signals"
+            | "/api/v1/signals/{id}",
+        ) => Rule::Roles(SIGNAL_WATCHERS),
+        (
+            "POST",
+            "/zastupnik/signaly/{id}"
+            | "/api/v1/signals/{id}/acknowledge"
+            | "/api/v1/signals/{id}/dispatch"
+            | "/api/v1/signals/{id}/en-route"
+            | "/api/v1/signals/{id}/on-scene"
+            | "/api/v1/signals/{id}/resolve"
+            | "/api/v1/signals/{id}/link-case",
+        ) => Rule::Roles(SIGNAL_OPERATORS),
         ("GET", "/zastupnik/otchet") => Rule::Roles(WEEKLY_FILERS),
         ("POST", "/zastupnik/otchet" | "/api/v1/weekly/reports") => Rule::Roles(WEEKLY_FILERS),
         (

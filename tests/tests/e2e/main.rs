@@ -9,5 +9,6 @@ mod client;
 mod fixtures;
 mod log;
 mod projections;
+mod signals;
 mod web;
 mod weekly;

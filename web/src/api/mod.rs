@@ -14,6 +14,7 @@ pub mod aid;
 pub mod cases;
 pub mod families;
 pub mod import;
+pub mod signals;
 pub mod sittings;
 pub mod weekly;
 
@@ -258,7 +259,7 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Opora API", description = "«Вызов»: the register of children in institutions, cases, consilium sittings, families, the region's directory, the NGO operator's material aid to families, and «Заступник»'s weekly connection reports. The same access rules and the same validation as the pages."),
+    info(title = "Opora API", description = "«Вызов»: the register of children in institutions, cases, consilium sittings, families, the region's directory, the NGO operator's material aid to families, «Заступник»'s weekly connection reports and the signal operators' console. The same access rules and the same validation as the pages."),
     modifiers(&Security),
     security(("session" = []), ("session" = [], "csrf" = [])),
     paths(
@@ -273,6 +274,8 @@ impl Modify for Security {
         aid::download, aid::report, aid::deliveries,
         weekly::summary, weekly::reports, weekly::show, weekly::file, weekly::review,
         weekly::unlock,
+        signals::queue, signals::show, signals::acknowledge, signals::dispatch,
+        signals::en_route, signals::on_scene, signals::resolve, signals::link_case,
     ),
     components(schemas(ErrorBody, Written))
 )]
@@ -296,4 +299,5 @@ pub fn routes() -> Routes {
         .merge(import::routes())
         .merge(aid::routes())
         .merge(weekly::routes())
+        .merge(signals::routes())
 }

@@ -15,6 +15,7 @@ use time::Date;
 use uuid::Uuid;
 
 pub mod pilot;
+pub mod signals;
 pub mod weekly;
 
 use crate::pages::admin::{create_user, CreateUserError, NewUser};
@@ -214,7 +215,14 @@ pub fn demo_users() -> Result<Vec<(&'static str, &'static str, Grant)>> {
             Grant::new(
                 Role::SignalOperator,
                 Scope::Regions {
-                    regions: vec![tatarstan, altai],
+                    regions: vec![
+                        tatarstan,
+                        altai,
+                        code("55")?,
+                        code("52")?,
+                        code("72")?,
+                        code("73")?,
+                    ],
                 },
             )?,
         ),

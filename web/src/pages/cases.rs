@@ -673,6 +673,8 @@ pub fn domain_refusal<E: Serialize + std::fmt::Display>(
         "previous",
         "current",
         "week",
+        "operator",
+        "responder",
     ];
     let args: Vec<(&'static str, FluentValue<'static>)> = names
         .into_iter()

@@ -11,6 +11,7 @@ pub mod persons;
 pub mod profile;
 pub mod reference;
 pub mod sessions;
+pub mod signals;
 pub mod weekly;
 
 use askama::Template;
@@ -96,6 +97,7 @@ pub fn routes() -> Routes {
         .merge(import::routes())
         .merge(admin::routes())
         .merge(weekly::routes())
+        .merge(signals::routes())
 }
 
 #[derive(Template, WebTemplate)]

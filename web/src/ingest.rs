@@ -1,0 +1,977 @@
+//! The ingestion API of «Заступник»: how the app's backend reports signals to Opora.
+//!
+//! - Authenticated by an integration key per client (`Authorization: Bearer opk_…`): only
+//!   its SHA-256 is stored; a rotated key keeps working for 24 hours. No cookies, so no
+//!   CSRF. Each client has its own rate limit (governor's GCRA), answered with 429 and
+//!   `Retry-After`.
+//! - Every POST carries an `Idempotency-Key`: the call's command id is derived from the
+//!   client and the key, so a retry over a bad mobile network appends nothing new and
+//!   answers as the first call did. A raise's signal id is derived the same way.
+//! - Input is checked field by field; anything wrong answers 422 with the whole list of
+//!   problems (`{"error":"invalid-input","problems":[{"field","code","message"}]}`) and
+//!   writes nothing.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use fluent_templates::fluent_bundle::FluentValue;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use opora_domain::reference::RegionCode;
+use opora_domain::signal::{
+    circle_id, ingestion_command_id, signal_id, Channel, CircleCommand, ClientCommand,
+    IntegrationClient, Location, Recipient, Signal, SignalCommand, SignalError, SignalKind,
+    TrustedCircle, MAX_CLOCK_AHEAD_SECONDS, MAX_PSEUDONYM_CHARS, ROTATION_GRACE_HOURS,
+};
+use opora_store::{CommandBus, CommandError, CommandMeta, EventLog, Executed};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::i18n::{Lang, Tr};
+
+/// The largest request body the ingestion API reads.
+const BODY_LIMIT: usize = 64 * 1024;
+/// The oldest press the API takes as a live signal.
+pub const MAX_SIGNAL_AGE_HOURS: i64 = 24;
+/// The longest idempotency key.
+const MAX_KEY_CHARS: usize = 200;
+
+/// The routes, outside the session, CSRF and role guard (a key is the caller's identity).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ingest/v1/children/{child}", put(register_child))
+        .route("/ingest/v1/signals", post(raise))
+        .route("/ingest/v1/signals/{id}/location", post(location))
+        .route("/ingest/v1/signals/{id}/cancel", post(cancel))
+        .route("/ingest/v1/signals/{id}/acknowledgements", post(adult_ack))
+        .route("/ingest/v1/signals/{id}/resolution", post(circle_resolved))
+}
+
+/// The aggregates the API writes, and each client's rate limiter.
+pub struct Ingest {
+    pub signals: CommandBus<Signal>,
+    pub circles: CommandBus<TrustedCircle>,
+    limiters: Mutex<HashMap<Uuid, (u32, Arc<DefaultDirectRateLimiter>)>>,
+}
+
+impl Ingest {
+    pub fn new(log: &EventLog) -> Self {
+        Self {
+            signals: CommandBus::new(log.clone(), ()),
+            circles: CommandBus::new(log.clone(), ()),
+            limiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Ok` when the client may make one more call now; otherwise the seconds to wait.
+    fn admit(&self, client: Uuid, rate: u32) -> Result<(), u64> {
+        let limiter = {
+            let Ok(mut limiters) = self.limiters.lock() else {
+                return Ok(());
+            };
+            let entry = limiters.entry(client).or_insert_with(|| (0, limiter(rate)));
+            if entry.0 != rate {
+                *entry = (rate, limiter(rate));
+            }
+            Arc::clone(&entry.1)
+        };
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + 1
+        })
+    }
+}
+
+fn limiter(rate: u32) -> Arc<DefaultDirectRateLimiter> {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct(Quota::per_second(rate)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys and clients
+// ---------------------------------------------------------------------------------------
+
+/// The stored form of a key.
+pub fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn new_key() -> anyhow::Result<String> {
+    let mut bytes = [0_u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!(
+        "opk_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// Registers an ingestion client; returns its id and its key (shown once, never stored).
+pub async fn register_client(
+    log: &EventLog,
+    name: &str,
+    rate_per_second: u32,
+    actor: &str,
+) -> anyhow::Result<(Uuid, String)> {
+    let key = new_key()?;
+    let id = Uuid::now_v7();
+    CommandBus::<IntegrationClient>::new(log.clone(), ())
+        .execute(
+            &id.to_string(),
+            ClientCommand::Register {
+                name: name.to_owned(),
+                key_hash: key_hash(&key),
+                rate_per_second,
+            },
+            &CommandMeta::new(actor),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((id, key))
+}
+
+/// A new key for a client; the old one works for another 24 hours.
+pub async fn rotate_key(log: &EventLog, client: Uuid, actor: &str) -> anyhow::Result<String> {
+    let key = new_key()?;
+    CommandBus::<IntegrationClient>::new(log.clone(), ())
+        .execute(
+            &client.to_string(),
+            ClientCommand::RotateKey {
+                key_hash: key_hash(&key),
+                old_valid_until: OffsetDateTime::now_utc()
+                    + time::Duration::hours(ROTATION_GRACE_HOURS),
+            },
+            &CommandMeta::new(actor),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(key)
+}
+
+/// The calling client, found by its key, within its rate limit.
+pub struct Caller {
+    pub client: Uuid,
+    pub tr: Tr,
+    /// The `Idempotency-Key` header, if sent.
+    pub key: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let tr = Tr::new(Lang::from_api_headers(&parts.headers));
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        let Some(presented) = presented else {
+            return Err(unauthorized(&tr));
+        };
+        let row = sqlx::query(
+            "SELECT id, rate_per_second FROM signals.client \
+              WHERE NOT revoked AND (key_hash = $1 \
+                    OR (old_key_hash = $1 AND old_valid_until > now())) LIMIT 1",
+        )
+        .bind(key_hash(presented))
+        .fetch_optional(state.log.pool())
+        .await
+        .map_err(|error| unavailable(&tr, &error))?;
+        let Some(row) = row else {
+            return Err(unauthorized(&tr));
+        };
+        let client: Uuid = row.try_get("id").map_err(|e| unavailable(&tr, &e))?;
+        let rate: i32 = row
+            .try_get("rate_per_second")
+            .map_err(|e| unavailable(&tr, &e))?;
+        if let Err(wait) = state.ingest.admit(client, u32::try_from(rate).unwrap_or(1)) {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                tr.with(
+                    "ingest-rate-limited",
+                    &[("seconds", FluentValue::from(wait))],
+                ),
+            );
+            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Err(response);
+        }
+        let key = parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned());
+        Ok(Self { client, tr, key })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Answers
+// ---------------------------------------------------------------------------------------
+
+/// One thing wrong with a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The JSON field (`trusted_adults[1].channels`), or `body` / `Idempotency-Key`.
+    pub field: String,
+    /// `required`, `type`, `out-of-range`, `unknown-value`, `too-long`, `in-future`,
+    /// `too-old`, `unknown-field`, `malformed`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorAnswer {
+    error: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<Problem>,
+}
+
+fn error(status: StatusCode, code: &'static str, message: String) -> Response {
+    (
+        status,
+        Json(ErrorAnswer {
+            error: code,
+            message,
+            problems: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
+fn unauthorized(tr: &Tr) -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        tr.t("ingest-unauthorized"),
+    )
+}
+
+fn unavailable(tr: &Tr, error_: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error_, "ingestion: database unavailable");
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        tr.t("ingest-unavailable"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn invalid(tr: &Tr, problems: Vec<Problem>) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(ErrorAnswer {
+            error: "invalid-input",
+            message: tr.with(
+                "ingest-invalid",
+                &[("count", FluentValue::from(problems.len()))],
+            ),
+            problems,
+        }),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct SignalAnswer {
+    signal: Uuid,
+}
+
+/// How a command came out, as the API answers it.
+fn answer(
+    tr: &Tr,
+    signal: Uuid,
+    outcome: Result<Executed, CommandError<SignalError>>,
+    created: bool,
+) -> Response {
+    match outcome {
+        Ok(Executed::Applied) if created => {
+            (StatusCode::CREATED, Json(SignalAnswer { signal })).into_response()
+        }
+        Ok(_) => (StatusCode::OK, Json(SignalAnswer { signal })).into_response(),
+        Err(CommandError::Rejected(SignalError::NotRaised)) => {
+            error(StatusCode::NOT_FOUND, "not-found", tr.t("ingest-not-found"))
+        }
+        Err(CommandError::Rejected(refusal)) => {
+            let refusal = crate::pages::cases::domain_refusal(*tr, "signal-error", &refusal);
+            (
+                StatusCode::CONFLICT,
+                Json(serde_json::json!({"error": refusal.code, "message": refusal.message})),
+            )
+                .into_response()
+        }
+        Err(CommandError::Conflict) => {
+            error(StatusCode::CONFLICT, "conflict", tr.t("ingest-conflict"))
+        }
+        Err(CommandError::Unexpected(e)) => unavailable(tr, &e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading a body
+// ---------------------------------------------------------------------------------------
+
+/// A JSON object read field by field, collecting every problem.
+struct Fields<'a> {
+    object: Map<String, Value>,
+    problems: Vec<Problem>,
+    tr: &'a Tr,
+    now: OffsetDateTime,
+}
+
+impl<'a> Fields<'a> {
+    /// Parses the body; `Err` when it is not a JSON object at all.
+    fn parse(tr: &'a Tr, headers: &HeaderMap, body: &[u8]) -> Result<Self, Response> {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        let problem = |code, key: &str| Problem {
+            field: "body".to_owned(),
+            code,
+            message: tr.t(key),
+        };
+        if !json {
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-json",
+                tr.t("api-not-json"),
+            ));
+        }
+        if body.len() > BODY_LIMIT {
+            return Err(crate::error::AppError::TooLarge.into_response());
+        }
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(object)) => Ok(Self {
+                object,
+                problems: Vec::new(),
+                tr,
+                now: OffsetDateTime::now_utc(),
+            }),
+            Ok(_) => Err(invalid(tr, vec![problem("type", "ingest-problem-object")])),
+            Err(_) => Err(invalid(
+                tr,
+                vec![problem("malformed", "ingest-problem-malformed")],
+            )),
+        }
+    }
+
+    fn problem(&mut self, field: &str, code: &'static str) {
+        let message = self.tr.with(
+            &format!("ingest-problem-{code}"),
+            &[("field", FluentValue::from(field.to_owned()))],
+        );
+        self.problems.push(Problem {
+            field: field.to_owned(),
+            code,
+            message,
+        });
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        self.object.remove(name).filter(|v| !v.is_null())
+    }
+
+    fn string(&mut self, name: &str, required: bool, max: usize) -> Option<String> {
+        match self.take(name) {
+            None => {
+                if required {
+                    self.problem(name, "required");
+                }
+                None
+            }
+            Some(Value::String(s)) => {
+                let s = s.trim().to_owned();
+                if s.is_empty() {
+                    if required {
+                        self.problem(name, "required");
+                    }
+                    None
+                } else if s.chars().count() > max {
+                    self.problem(name, "too-long");
+                    None
+                } else {
+                    Some(s)
+                }
+            }
+            Some(_) => {
+                self.problem(name, "type");
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, name: &str, required: bool) -> Option<f64> {
+        match self.take(name) {
+            None => {
+                if required {
+                    self.problem(name, "required");
+                }
+                None
+            }
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(_) => {
+                self.problem(name, "type");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &str) -> Option<bool> {
+        match self.take(name) {
+            None => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(_) => {
+                self.problem(name, "type");
+                None
+            }
+        }
+    }
+
+    /// A moment: RFC 3339, not more than five minutes ahead of the server's clock and, for
+    /// a press, not older than a day.
+    fn time(&mut self, name: &str, required: bool) -> Option<OffsetDateTime> {
+        let raw = self.string(name, required, 64)?;
+        let Ok(at) = OffsetDateTime::parse(&raw, &Rfc3339) else {
+            self.problem(name, "type");
+            return None;
+        };
+        if at > self.now + time::Duration::seconds(MAX_CLOCK_AHEAD_SECONDS) {
+            self.problem(name, "in-future");
+            return None;
+        }
+        if at < self.now - time::Duration::hours(MAX_SIGNAL_AGE_HOURS) {
+            self.problem(name, "too-old");
+            return None;
+        }
+        Some(at)
+    }
+
+    fn location(&mut self, required: bool) -> Option<Location> {
+        let latitude = self.number("latitude", required);
+        let longitude = self.number("longitude", required);
+        let accuracy_m = self.number("accuracy_m", false);
+        let (latitude, longitude) = match (latitude, longitude) {
+            (Some(lat), Some(lon)) => (lat, lon),
+            (None, None) => return None,
+            (None, Some(_)) => {
+                self.problem("latitude", "required");
+                return None;
+            }
+            (Some(_), None) => {
+                self.problem("longitude", "required");
+                return None;
+            }
+        };
+        let wrong = Location::problems(latitude, longitude, accuracy_m);
+        for field in &wrong {
+            self.problem(field, "out-of-range");
+        }
+        wrong.is_empty().then_some(Location {
+            latitude,
+            longitude,
+            accuracy_m,
+        })
+    }
+
+    /// `[{"id": "...", "channels": ["push", "sms"]}]`
+    fn adults(&mut self, name: &str) -> Option<Vec<Recipient>> {
+        let value = self.take(name)?;
+        let Value::Array(items) = value else {
+            self.problem(name, "type");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            let at = |field: &str| format!("{name}[{i}].{field}");
+            let Value::Object(mut adult) = item else {
+                self.problem(&format!("{name}[{i}]"), "type");
+                ok = false;
+                continue;
+            };
+            let id = match adult.remove("id") {
+                Some(Value::String(s))
+                    if !s.trim().is_empty() && s.chars().count() <= MAX_PSEUDONYM_CHARS =>
+                {
+                    Some(s.trim().to_owned())
+                }
+                Some(Value::String(s)) if !s.trim().is_empty() => {
+                    self.problem(&at("id"), "too-long");
+                    None
+                }
+                None | Some(Value::Null) => {
+                    self.problem(&at("id"), "required");
+                    None
+                }
+                Some(Value::String(_)) => {
+                    self.problem(&at("id"), "required");
+                    None
+                }
+                Some(_) => {
+                    self.problem(&at("id"), "type");
+                    None
+                }
+            };
+            let channels = match adult.remove("channels") {
+                Some(Value::Array(channels)) if !channels.is_empty() => {
+                    let mut parsed = Vec::new();
+                    for (j, c) in channels.iter().enumerate() {
+                        match c.as_str().map(Channel::parse) {
+                            Some(Ok(channel)) => parsed.push(channel),
+                            Some(Err(_)) => {
+                                self.problem(&format!("{name}[{i}].channels[{j}]"), "unknown-value")
+                            }
+                            None => self.problem(&format!("{name}[{i}].channels[{j}]"), "type"),
+                        }
+                    }
+                    Some(parsed)
+                }
+                None | Some(Value::Null) => Some(vec![Channel::Push]),
+                Some(Value::Array(_)) => {
+                    self.problem(&at("channels"), "required");
+                    None
+                }
+                Some(_) => {
+                    self.problem(&at("channels"), "type");
+                    None
+                }
+            };
+            for unknown in adult.keys() {
+                self.problem(&at(unknown), "unknown-field");
+            }
+            match (id, channels) {
+                (Some(id), Some(channels)) => {
+                    out.extend(channels.into_iter().map(|channel| Recipient {
+                        adult: id.clone(),
+                        channel,
+                    }))
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn region(&mut self) -> Option<RegionCode> {
+        let raw = self.string("region", false, 3)?;
+        match RegionCode::parse(&raw) {
+            Ok(code) => Some(code),
+            Err(_) => {
+                self.problem("region", "unknown-value");
+                None
+            }
+        }
+    }
+
+    fn kind(&mut self) -> Option<SignalKind> {
+        let raw = self.string("kind", false, 40)?;
+        match SignalKind::parse(&raw) {
+            Ok(kind) => Some(kind),
+            Err(_) => {
+                self.problem("kind", "unknown-value");
+                None
+            }
+        }
+    }
+
+    /// The remaining fields are unknown; the problems, if any.
+    fn finish(mut self) -> Result<(), Vec<Problem>> {
+        let unknown: Vec<String> = self.object.keys().cloned().collect();
+        for field in unknown {
+            self.problem(&field, "unknown-field");
+        }
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(self.problems)
+        }
+    }
+}
+
+/// The idempotency key, required on every POST.
+fn idempotency(caller: &Caller) -> Result<String, Problem> {
+    match caller.key.as_deref() {
+        Some(key)
+            if !key.is_empty()
+                && key.chars().count() <= MAX_KEY_CHARS
+                && key.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Ok(key.to_owned())
+        }
+        Some(key) if !key.is_empty() => Err(Problem {
+            field: "Idempotency-Key".to_owned(),
+            code: "malformed",
+            message: caller.tr.t("ingest-problem-key-malformed"),
+        }),
+        _ => Err(Problem {
+            field: "Idempotency-Key".to_owned(),
+            code: "required",
+            message: caller.tr.t("ingest-problem-key-required"),
+        }),
+    }
+}
+
+fn meta(caller: &Caller, call: &str, key: &str) -> CommandMeta {
+    CommandMeta::new(format!("client:{}", caller.client)).with_command_id(ingestion_command_id(
+        caller.client,
+        &format!("{call}:{key}"),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Calls
+// ---------------------------------------------------------------------------------------
+
+async fn region_exists(state: &AppState, region: &RegionCode) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reference.region WHERE code = $1)")
+        .bind(region.as_str())
+        .fetch_one(state.log.pool())
+        .await
+}
+
+async fn register_child(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(child): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let tr = caller.tr.clone();
+    let mut fields = match Fields::parse(&tr, &headers, &body) {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let child = child.trim().to_owned();
+    if child.is_empty() || child.chars().count() > MAX_PSEUDONYM_CHARS {
+        fields.problem("child", "too-long");
+    }
+    let region = fields.region();
+    if region.is_none() && !fields.problems.iter().any(|p| p.field == "region") {
+        fields.problem("region", "required");
+    }
+    let city = fields.string("city", false, 100);
+    let adults = fields.adults("trusted_adults").unwrap_or_default();
+    let mut problems = fields.finish().err().unwrap_or_default();
+    if let Some(region) = &region {
+        match region_exists(&state, region).await {
+            Ok(true) => {}
+            Ok(false) => problems.push(Problem {
+                field: "region".to_owned(),
+                code: "unknown-value",
+                message: tr.with(
+                    "ingest-problem-unknown-value",
+                    &[("field", FluentValue::from("region"))],
+                ),
+            }),
+            Err(e) => return unavailable(&tr, &e),
+        }
+    }
+    let Some(region) = region.filter(|_| problems.is_empty()) else {
+        return invalid(&tr, problems);
+    };
+    let id = circle_id(caller.client, &child);
+    let outcome = state
+        .ingest
+        .circles
+        .execute(
+            &id.to_string(),
+            CircleCommand::Register {
+                client: caller.client,
+                child: child.clone(),
+                region,
+                city,
+                adults,
+            },
+            &CommandMeta::new(format!("client:{}", caller.client)),
+        )
+        .await;
+    match outcome {
+        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"child": child}))).into_response(),
+        Err(e) => unavailable(&tr, &e),
+    }
+}
+
+async fn raise(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let tr = caller.tr.clone();
+    let key = idempotency(&caller);
+    let mut fields = match Fields::parse(&tr, &headers, &body) {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let child = fields.string("child", true, MAX_PSEUDONYM_CHARS);
+    let pressed_at = fields.time("pressed_at", true);
+    let received_at = fields.time("received_at", false);
+    let location = fields.location(true);
+    let kind = fields.kind();
+    let region = fields.region();
+    let city = fields.string("city", false, 100);
+    let drill = fields.boolean("drill").unwrap_or(false);
+    let adults = fields.adults("trusted_adults");
+    let mut problems = fields.finish().err().unwrap_or_default();
+    if let Err(problem) = &key {
+        problems.insert(0, problem.clone());
+    }
+    let now = OffsetDateTime::now_utc();
+    let received_at = received_at.unwrap_or(now);
+    if let Some(pressed) = pressed_at {
+        if pressed > received_at + time::Duration::seconds(MAX_CLOCK_AHEAD_SECONDS) {
+            problems.push(Problem {
+                field: "pressed_at".to_owned(),
+                code: "in-future",
+                message: tr.with(
+                    "ingest-problem-in-future",
+                    &[("field", FluentValue::from("pressed_at"))],
+                ),
+            });
+        }
+    }
+    // The child's registration gives what the call leaves out.
+    let registration = match &child {
+        Some(child) => {
+            match sqlx::query("SELECT region_code, city, adults FROM signals.circle WHERE id = $1")
+                .bind(circle_id(caller.client, child))
+                .fetch_optional(state.log.pool())
+                .await
+            {
+                Ok(row) => row,
+                Err(e) => return unavailable(&tr, &e),
+            }
+        }
+        None => None,
+    };
+    let region = match region {
+        Some(region) => Some(region),
+        None => registration
+            .as_ref()
+            .and_then(|r| r.try_get::<String, _>("region_code").ok())
+            .and_then(|code| RegionCode::parse(&code).ok()),
+    };
+    match &region {
+        Some(region) => match region_exists(&state, region).await {
+            Ok(true) => {}
+            Ok(false) => problems.push(Problem {
+                field: "region".to_owned(),
+                code: "unknown-value",
+                message: tr.with(
+                    "ingest-problem-unknown-value",
+                    &[("field", FluentValue::from("region"))],
+                ),
+            }),
+            Err(e) => return unavailable(&tr, &e),
+        },
+        None if !problems.iter().any(|p| p.field == "region") => problems.push(Problem {
+            field: "region".to_owned(),
+            code: "required",
+            message: tr.t("ingest-problem-region-unknown-child"),
+        }),
+        None => {}
+    }
+    let (Ok(key), Some(child), Some(pressed_at), Some(region), true) =
+        (key, child, pressed_at, region, problems.is_empty())
+    else {
+        return invalid(&tr, problems);
+    };
+    let city = city.or_else(|| {
+        registration
+            .as_ref()
+            .and_then(|r| r.try_get::<Option<String>, _>("city").ok().flatten())
+    });
+    let recipients = match adults {
+        Some(adults) => adults,
+        None => registration
+            .as_ref()
+            .and_then(|r| {
+                r.try_get::<sqlx::types::Json<Vec<Recipient>>, _>("adults")
+                    .ok()
+            })
+            .map(|j| j.0)
+            .unwrap_or_default(),
+    };
+    let signal = signal_id(caller.client, &key);
+    let outcome = state
+        .ingest
+        .signals
+        .execute(
+            &signal.to_string(),
+            SignalCommand::Raise {
+                child,
+                client: caller.client,
+                region,
+                city,
+                kind: kind.unwrap_or(SignalKind::Panic),
+                pressed_at,
+                received_at,
+                location,
+                drill,
+                recipients,
+            },
+            &meta(&caller, "raise", &key),
+        )
+        .await;
+    // A retry of a raise that was accepted: the same answer, nothing appended.
+    let outcome = match outcome {
+        Err(CommandError::Rejected(SignalError::AlreadyRaised)) => Ok(Executed::AlreadyApplied),
+        other => other,
+    };
+    answer(&tr, signal, outcome, true)
+}
+
+/// Checks the key and that the signal was raised by this client; then runs `command`.
+async fn signal_call(
+    state: &AppState,
+    caller: &Caller,
+    call: &str,
+    signal: Uuid,
+    problems: Vec<Problem>,
+    command: Option<SignalCommand>,
+) -> Response {
+    let tr = &caller.tr;
+    let mut problems = problems;
+    let key = idempotency(caller);
+    if let Err(problem) = &key {
+        problems.insert(0, problem.clone());
+    }
+    let (Ok(key), Some(command), true) = (key, command, problems.is_empty()) else {
+        return invalid(tr, problems);
+    };
+    let owner: Result<Option<Option<String>>, _> = sqlx::query_scalar(
+        "SELECT payload->'SignalRaised'->>'client' FROM event \
+          WHERE aggregate_type = 'Signal' AND aggregate_id = $1 AND sequence = 1",
+    )
+    .bind(signal.to_string())
+    .fetch_optional(state.log.pool())
+    .await;
+    match owner {
+        Ok(Some(Some(owner))) if owner == caller.client.to_string() => {}
+        Ok(_) => return error(StatusCode::NOT_FOUND, "not-found", tr.t("ingest-not-found")),
+        Err(e) => return unavailable(tr, &e),
+    }
+    let outcome = state
+        .ingest
+        .signals
+        .execute(&signal.to_string(), command, &meta(caller, call, &key))
+        .await;
+    answer(tr, signal, outcome, false)
+}
+
+async fn location(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(signal): Path<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let tr = caller.tr.clone();
+    let mut fields = match Fields::parse(&tr, &headers, &body) {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let at = fields.time("at", true);
+    let location = fields.location(true);
+    let problems = fields.finish().err().unwrap_or_default();
+    let command = at
+        .zip(location)
+        .map(|(at, location)| SignalCommand::UpdateLocation { at, location });
+    signal_call(&state, &caller, "location", signal, problems, command).await
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(signal): Path<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let tr = caller.tr.clone();
+    let mut fields = match Fields::parse(&tr, &headers, &body) {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let at = fields.time("at", true);
+    let problems = fields.finish().err().unwrap_or_default();
+    let command = at.map(|at| SignalCommand::Cancel { at });
+    signal_call(&state, &caller, "cancel", signal, problems, command).await
+}
+
+async fn adult_ack(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(signal): Path<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let tr = caller.tr.clone();
+    let mut fields = match Fields::parse(&tr, &headers, &body) {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let adult = fields.string("adult", true, MAX_PSEUDONYM_CHARS);
+    let at = fields.time("at", true);
+    let problems = fields.finish().err().unwrap_or_default();
+    let command = adult
+        .zip(at)
+        .map(|(adult, at)| SignalCommand::AdultAcknowledge { adult, at });
+    signal_call(
+        &state,
+        &caller,
+        "acknowledgement",
+        signal,
+        problems,
+        command,
+    )
+    .await
+}
+
+async fn circle_resolved(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(signal): Path<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let tr = caller.tr.clone();
+    let mut fields = match Fields::parse(&tr, &headers, &body) {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let adult = fields.string("adult", true, MAX_PSEUDONYM_CHARS);
+    let at = fields.time("at", true);
+    let on_scene_at = fields.time("on_scene_at", false);
+    let problems = fields.finish().err().unwrap_or_default();
+    let command = adult
+        .zip(at)
+        .map(|(adult, at)| SignalCommand::CircleResolve {
+            adult,
+            at,
+            on_scene_at,
+        });
+    signal_call(&state, &caller, "resolution", signal, problems, command).await
+}
