@@ -142,3 +142,4 @@ ingest-problem-object = The body must be a JSON object.
 ingest-problem-key-required = An Idempotency-Key header is needed: a unique key per call, the same on retries.
 ingest-problem-key-malformed = Idempotency-Key: up to 200 printable ASCII characters.
 ingest-problem-region-unknown-child = region: the child is not registered; give the region.
+signal-time-to-help = help arrived after

@@ -142,3 +142,4 @@ ingest-problem-object = Тело запроса должно быть объек
 ingest-problem-key-required = Нужен заголовок Idempotency-Key: уникальный ключ вызова, одинаковый при повторах.
 ingest-problem-key-malformed = Idempotency-Key: до 200 печатных символов ASCII.
 ingest-problem-region-unknown-child = region: ребёнок не зарегистрирован, укажите регион.
+signal-time-to-help = помощь на месте через

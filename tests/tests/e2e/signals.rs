@@ -638,3 +638,55 @@ async fn operators_work_signals_of_their_regions_only() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn a_signal_linked_to_a_case_shows_on_the_case_page() {
+    let test = TestApp::with_demo().await;
+    let signal = raise_directly(&test, "16", 30).await;
+    test.project().await;
+    let mut operator = test.client();
+    operator.login("signals").await;
+    // A case of another region is not found from this signal.
+    let refused = operator
+        .api(
+            Method::POST,
+            &format!("/api/v1/signals/{signal}/link-case"),
+            Some(&json!({"case": "22-2025-Д0001"})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("signal-case-not-found"));
+    let linked = operator
+        .api(
+            Method::POST,
+            &format!("/api/v1/signals/{signal}/link-case"),
+            Some(&json!({"case": "16-2025-Д0001"})),
+        )
+        .await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    operator
+        .api(
+            Method::POST,
+            &format!("/api/v1/signals/{signal}/on-scene"),
+            Some(&json!({"responder": "trusted_adult"})),
+        )
+        .await;
+    test.project().await;
+
+    let case: Uuid =
+        sqlx::query_scalar("SELECT id FROM cases.child_case WHERE case_number = '16-2025-Д0001'")
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    let page = curator.get(&format!("/vyzov/dela/{case}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("Сигналы «Заступника» по этому ребёнку"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("тревожная кнопка"));
+    assert!(page.body.contains("помощь на месте через"));
+}

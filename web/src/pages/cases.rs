@@ -776,6 +776,8 @@ pub struct CaseDetail {
     pub reviews: Vec<ReviewRow>,
     /// Aid the NGO operator delivered to the child's family.
     pub aid: crate::pages::aid::CaseAid,
+    /// «Заступник» signals an operator linked to this case, newest first.
+    pub signals: Vec<crate::pages::signals::CaseSignal>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -784,6 +786,7 @@ struct CasePage {
     c: Chrome,
     case: CaseView,
     aid: crate::pages::aid::CaseAid,
+    signals: Vec<crate::pages::signals::CaseSignal>,
     timeline: Vec<Entry>,
     items: Vec<ItemRow>,
     reviews: Vec<ReviewRow>,
@@ -1038,6 +1041,7 @@ pub(crate) async fn case_detail(
             .await?;
     Ok(CaseDetail {
         aid: crate::pages::aid::case_aid(state, tr, family).await?,
+        signals: crate::pages::signals::case_signals(state, tr, id, &case.time_zone).await?,
         case,
         timeline,
         items,
@@ -1060,6 +1064,7 @@ async fn load_case_page(
         items,
         reviews,
         aid,
+        signals,
     } = case_detail(state, viewer, id, tr).await?;
     let today = today_in(&case.time_zone);
     let region = Some(vec![case.region_code.clone()]);
@@ -1079,6 +1084,7 @@ async fn load_case_page(
         c,
         case,
         aid,
+        signals,
         timeline,
         items,
         reviews,

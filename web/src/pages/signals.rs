@@ -728,6 +728,50 @@ async fn act(
     }
 }
 
+/// A signal as the child's case page shows it to the curator (no location, no ids of the
+/// app: what happened and how fast help came).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CaseSignal {
+    pub id: Uuid,
+    pub pressed: String,
+    pub kind: String,
+    pub outcome: Option<String>,
+    /// «4:05» from the press to help on the spot, when help went.
+    pub time_to_help: Option<String>,
+}
+
+/// The signals linked to a case.
+pub async fn case_signals(
+    state: &AppState,
+    tr: Tr,
+    case: Uuid,
+    zone: &str,
+) -> AppResult<Vec<CaseSignal>> {
+    let rows = sqlx::query(
+        "SELECT id, pressed_at, kind, outcome, \
+                extract(epoch FROM first_on_scene_at - pressed_at)::bigint AS help \
+           FROM signals.signal WHERE cases @> ARRAY[$1]::uuid[] ORDER BY pressed_at DESC",
+    )
+    .bind(case)
+    .fetch_all(state.log.pool())
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let kind: String = row.try_get("kind")?;
+            let outcome: Option<String> = row.try_get("outcome")?;
+            let pressed: OffsetDateTime = row.try_get("pressed_at")?;
+            let help: Option<i64> = row.try_get("help")?;
+            Ok(CaseSignal {
+                id: row.try_get("id")?,
+                pressed: local_time(&pressed, zone),
+                kind: tr.of("signal-kind", &kind),
+                outcome: outcome.map(|o| tr.of("signal-outcome", &o)),
+                time_to_help: help.map(clock),
+            })
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // Escalation
 // ---------------------------------------------------------------------------------------
