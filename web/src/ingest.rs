@@ -343,6 +343,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// Parses the body; `Err` when it is not a JSON object at all.
+    #[allow(clippy::result_large_err)]
     fn parse(tr: &'a Tr, headers: &HeaderMap, body: &[u8]) -> Result<Self, Response> {
         let json = headers
             .get(header::CONTENT_TYPE)
@@ -659,7 +660,7 @@ async fn register_child(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr.clone();
+    let tr = caller.tr;
     let mut fields = match Fields::parse(&tr, &headers, &body) {
         Ok(fields) => fields,
         Err(response) => return response,
@@ -720,7 +721,7 @@ async fn raise(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr.clone();
+    let tr = caller.tr;
     let key = idempotency(&caller);
     let mut fields = match Fields::parse(&tr, &headers, &body) {
         Ok(fields) => fields,
@@ -889,7 +890,7 @@ async fn location(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr.clone();
+    let tr = caller.tr;
     let mut fields = match Fields::parse(&tr, &headers, &body) {
         Ok(fields) => fields,
         Err(response) => return response,
@@ -910,7 +911,7 @@ async fn cancel(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr.clone();
+    let tr = caller.tr;
     let mut fields = match Fields::parse(&tr, &headers, &body) {
         Ok(fields) => fields,
         Err(response) => return response,
@@ -928,7 +929,7 @@ async fn adult_ack(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr.clone();
+    let tr = caller.tr;
     let mut fields = match Fields::parse(&tr, &headers, &body) {
         Ok(fields) => fields,
         Err(response) => return response,
@@ -957,7 +958,7 @@ async fn circle_resolved(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr.clone();
+    let tr = caller.tr;
     let mut fields = match Fields::parse(&tr, &headers, &body) {
         Ok(fields) => fields,
         Err(response) => return response,
