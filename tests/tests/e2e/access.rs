@@ -139,6 +139,8 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         }
         ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
         ("GET", "/static/htmx.min.js" | "/static/console.js") => Rule::Public,
+        ("GET", "/admin/integracii") => Rule::Roles(ADMIN),
+        ("POST", "/admin/integracii" | "/admin/integracii/{id}") => Rule::Roles(ADMIN),
         (
             "GET",
             "/zastupnik/signaly"

@@ -693,3 +693,113 @@ async fn a_signal_linked_to_a_case_shows_on_the_case_page() {
     assert!(page.body.contains("тревожная кнопка"));
     assert!(page.body.contains("помощь на месте через"));
 }
+
+#[tokio::test]
+async fn the_administrator_issues_rotates_and_revokes_integration_keys() {
+    let test = TestApp::with_demo().await;
+    let mut admin = test.client();
+    admin.login("admin").await;
+    admin.get("/admin/integracii").await;
+    let created = admin
+        .post(
+            "/admin/integracii",
+            &[("name", "Боевой сервер"), ("rate", "100")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let key = created
+        .body
+        .split("<code class=\"key\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("opk_"));
+    let stored: String =
+        sqlx::query_scalar("SELECT key_hash FROM signals.client WHERE name = 'Боевой сервер'")
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
+    assert_ne!(stored, key, "only the hash is kept");
+    assert!(
+        !sqlx::query_scalar::<_, String>(
+            "SELECT payload::text FROM public.event WHERE aggregate_type = 'IntegrationClient'"
+        )
+        .fetch_all(&test.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.contains(&key)),
+        "the key is not in the log"
+    );
+    let mut backend = test.client();
+    let register = json!({"region": "55"});
+    let (status, _) = ingest(
+        &mut backend,
+        &key,
+        Method::PUT,
+        "/ingest/v1/children/c-1",
+        None,
+        &register,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM signals.client WHERE name = 'Боевой сервер'")
+        .fetch_one(&test.db.pool)
+        .await
+        .unwrap();
+    let rotated = admin
+        .post(&format!("/admin/integracii/{id}"), &[("action", "rotate")])
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let new_key = rotated
+        .body
+        .split("<code class=\"key\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_key, key);
+    for k in [&key, &new_key] {
+        let (status, _) = ingest(
+            &mut backend,
+            k,
+            Method::PUT,
+            "/ingest/v1/children/c-1",
+            None,
+            &register,
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the old key works for a day after the rotation"
+        );
+    }
+    let wrong = admin
+        .post(
+            &format!("/admin/integracii/{id}"),
+            &[("action", "rate"), ("rate", "0")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let revoked = admin
+        .post(&format!("/admin/integracii/{id}"), &[("action", "revoke")])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    let (status, _) = ingest(
+        &mut backend,
+        &new_key,
+        Method::PUT,
+        "/ingest/v1/children/c-1",
+        None,
+        &register,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

@@ -6,6 +6,7 @@ pub mod cases;
 pub mod directory;
 pub mod families;
 pub mod import;
+pub mod integrations;
 pub mod login;
 pub mod persons;
 pub mod profile;
@@ -98,6 +99,7 @@ pub fn routes() -> Routes {
         .merge(admin::routes())
         .merge(weekly::routes())
         .merge(signals::routes())
+        .merge(integrations::routes())
 }
 
 #[derive(Template, WebTemplate)]
