@@ -66,6 +66,11 @@ const SIGNAL_WATCHERS: &[Role] = &[
     Role::Administrator,
 ];
 const SIGNAL_OPERATORS: &[Role] = &[Role::SignalOperator, Role::Administrator];
+const SIGNAL_KPI: &[Role] = &[
+    Role::MinistryAnalyst,
+    Role::SignalOperator,
+    Role::Administrator,
+];
 
 /// Who may use each route — written here independently of the router, so that a route
 /// added without deciding this fails the matrix.
@@ -140,6 +145,10 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
         ("GET", "/static/htmx.min.js" | "/static/console.js") => Rule::Public,
         ("GET", "/admin/integracii") => Rule::Roles(ADMIN),
+        (
+            "GET",
+            "/zastupnik/signaly/kpi" | "/zastupnik/signaly/kpi.xlsx" | "/api/v1/signals/kpi",
+        ) => Rule::Roles(SIGNAL_KPI),
         ("POST", "/admin/integracii" | "/admin/integracii/{id}") => Rule::Roles(ADMIN),
         (
             "GET",

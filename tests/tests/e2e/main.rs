@@ -9,6 +9,7 @@ mod client;
 mod fixtures;
 mod log;
 mod projections;
+mod signal_kpi;
 mod signals;
 mod web;
 mod weekly;

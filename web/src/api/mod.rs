@@ -14,6 +14,7 @@ pub mod aid;
 pub mod cases;
 pub mod families;
 pub mod import;
+pub mod signal_kpi;
 pub mod signals;
 pub mod sittings;
 pub mod weekly;
@@ -276,6 +277,7 @@ impl Modify for Security {
         weekly::unlock,
         signals::queue, signals::show, signals::acknowledge, signals::dispatch,
         signals::en_route, signals::on_scene, signals::resolve, signals::link_case,
+        signal_kpi::response_times,
     ),
     components(schemas(ErrorBody, Written))
 )]
@@ -299,5 +301,6 @@ pub fn routes() -> Routes {
         .merge(import::routes())
         .merge(aid::routes())
         .merge(weekly::routes())
+        .merge(signal_kpi::routes())
         .merge(signals::routes())
 }

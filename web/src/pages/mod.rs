@@ -12,6 +12,7 @@ pub mod persons;
 pub mod profile;
 pub mod reference;
 pub mod sessions;
+pub mod signal_kpi;
 pub mod signals;
 pub mod weekly;
 
@@ -98,6 +99,7 @@ pub fn routes() -> Routes {
         .merge(import::routes())
         .merge(admin::routes())
         .merge(weekly::routes())
+        .merge(signal_kpi::routes())
         .merge(signals::routes())
         .merge(integrations::routes())
 }
