@@ -76,3 +76,7 @@ kpi-xlsx-count = signals
 kpi-xlsx-median = median, s
 kpi-xlsx-p90 = 90th percentile, s
 kpi-xlsx-within = share within 3 min
+kpi-city-users = Cities: connected users and signals
+kpi-city-users-caption = Connected to the app: the municipality's latest weekly report (children and adults); signals: in the period
+kpi-connected = Connected
+kpi-per-thousand = Signals per 1,000 connected

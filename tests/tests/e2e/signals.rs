@@ -803,3 +803,51 @@ async fn the_administrator_issues_rotates_and_revokes_integration_keys() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_demo_year_holds_the_seeds_cities_users_and_signals() {
+    let test = TestApp::with_demo().await;
+    opora_web::demo::signals::load(&test.db.log, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    test.project().await;
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT city, count(*) FROM signals.signal GROUP BY city ORDER BY count(*) DESC",
+    )
+    .fetch_all(&test.db.pool)
+    .await
+    .unwrap();
+    // A year per city, plus one signal open now.
+    assert_eq!(
+        counts,
+        vec![
+            ("Омск".to_owned(), 1_989),
+            ("Нижний Новгород".to_owned(), 877),
+            ("Тюмень".to_owned(), 599),
+            ("Ульяновск".to_owned(), 315),
+        ]
+    );
+    let mut analyst = test.client();
+    analyst.login("analyst").await;
+    let kpi = analyst.api(Method::GET, "/api/v1/signals/kpi", None).await;
+    assert_eq!(kpi.status, StatusCode::OK, "{}", kpi.body);
+    let kpi: Value = serde_json::from_str(&kpi.body).unwrap();
+    let omsk = kpi["by_city"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "Омск")
+        .unwrap();
+    assert_eq!(
+        omsk["connected"], 45_882,
+        "the city's users, from its weekly report"
+    );
+    let circle = kpi["share_resolved_by_circle"].as_f64().unwrap();
+    assert!((0.75..0.83).contains(&circle), "trusted circle {circle}");
+    // A second load appends nothing.
+    let before = events(&test, "Signal").await;
+    opora_web::demo::signals::load(&test.db.log, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(events(&test, "Signal").await, before);
+}

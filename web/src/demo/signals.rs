@@ -118,6 +118,76 @@ pub async fn load(log: &EventLog, now: OffsetDateTime) -> Result<()> {
         }
         tracing::info!(city = name, signals = count, "demo signals loaded");
     }
+    connected_users(log, now).await
+}
+
+/// Each city's users, as its education department's weekly report for last week: children
+/// ≈ 62 % of the app's users, adults the rest (the KPI page shows signals per 1,000).
+async fn connected_users(log: &EventLog, now: OffsetDateTime) -> Result<()> {
+    use opora_domain::weekly::{
+        report_id, Figures, Filing, FilingContext, Period, Schedule, Week, WeeklyCommand,
+        WeeklyReport,
+    };
+    let reports = CommandBus::<WeeklyReport>::new(log.clone(), ());
+    for (region, city, users, ..) in CITIES {
+        let found: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT m.id, r.time_zone FROM reference.municipality m \
+               JOIN reference.region r ON r.code = m.region_code \
+              WHERE m.region_code = $1 AND m.name = $2",
+        )
+        .bind(region)
+        .bind(city)
+        .fetch_optional(log.pool())
+        .await?;
+        let Some((municipality, zone)) = found else {
+            continue;
+        };
+        let week = Week::containing(now.date()).previous();
+        let stream = report_id(municipality, week);
+        if log
+            .stream_length("WeeklyReport", &stream.to_string())
+            .await?
+            > 0
+        {
+            continue;
+        }
+        let children = users * 62 / 100;
+        let schools = (users / 380).max(10);
+        let filed_at = week.friday().midnight().assume_utc() + Duration::hours(9);
+        reports
+            .execute(
+                &stream.to_string(),
+                WeeklyCommand::File {
+                    period: Period {
+                        region: RegionCode::parse(region).map_err(|e| anyhow::anyhow!("{e}"))?,
+                        municipality,
+                        week,
+                    },
+                    filing: Filing {
+                        figures: Figures {
+                            children,
+                            adults: users - children,
+                            schools,
+                            schools_with_responsible: schools * 9 / 10,
+                        },
+                        schools: vec![],
+                        comment: None,
+                    },
+                    context: FilingContext {
+                        now: filed_at,
+                        schedule: Schedule::default_in(&zone),
+                        previous: None,
+                        pupils: None,
+                    },
+                },
+                &CommandMeta::new(ACTOR).with_command_id(Uuid::new_v5(
+                    &NAMESPACE,
+                    format!("users:{city}:{}", week.friday()).as_bytes(),
+                )),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("demo weekly report of {city}: {e}"))?;
+    }
     Ok(())
 }
 

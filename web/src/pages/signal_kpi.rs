@@ -179,6 +179,13 @@ pub struct SignalKpiRow {
     pub region_name: Option<String>,
     /// Signals in the group (drills excluded).
     pub signals: i64,
+    /// Cities: children and adults connected to the app by the latest weekly report of the
+    /// municipality of that name in the region (none when it has not reported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<i64>,
+    /// Cities: signals per 1,000 connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_thousand_connected: Option<f64>,
     /// First notification delivered to a trusted adult.
     pub notification: SignalKpiStep,
     /// An operator took the signal.
@@ -452,6 +459,21 @@ pub(crate) async fn figures(
             .then(a.region_name.cmp(&b.region_name))
             .then(a.label.cmp(&b.label))
     });
+    for city in by_city.iter_mut().filter(|c| !c.key.is_empty()) {
+        let connected: Option<i64> = sqlx::query_scalar(
+            "SELECT (r.children + r.adults)::bigint FROM reference.municipality m \
+               JOIN weekly.report r ON r.municipality = m.id AND r.children IS NOT NULL \
+              WHERE m.region_code = $1 AND m.name = $2 ORDER BY r.friday DESC LIMIT 1",
+        )
+        .bind(city.region.as_deref().unwrap_or_default())
+        .bind(&city.key)
+        .fetch_optional(state.log.pool())
+        .await?;
+        city.connected = connected;
+        city.per_thousand_connected = connected
+            .filter(|c| *c > 0)
+            .map(|c| city.signals as f64 * 1000.0 / c as f64);
+    }
     by_kind.sort_by_key(|r| {
         SignalKind::ALL
             .iter()
@@ -1003,6 +1025,9 @@ struct KpiPage {
     /// The time to help by hour of the day, and the signals by kind.
     charts: Vec<Svg>,
     tables: Vec<GroupTable>,
+    /// Cities with their connected users (from the weekly reports): city, region,
+    /// connected, signals, signals per 1,000 connected.
+    city_users: Vec<(String, String, String, String, String)>,
 }
 
 fn row_line(tr: Tr, row: &SignalKpiRow) -> RowLine {
@@ -1150,6 +1175,22 @@ async fn kpi_page(
         circle,
         charts: vec![hours_chart(tr, &kpi), kinds_chart(tr, &kpi)],
         tables: group_tables(tr, &kpi),
+        city_users: kpi
+            .by_city
+            .iter()
+            .filter_map(|city| {
+                let connected = city.connected?;
+                Some((
+                    city.label.clone(),
+                    city.region_name.clone().unwrap_or_default(),
+                    count_text(connected),
+                    count_text(city.signals),
+                    city.per_thousand_connected
+                        .map(|v| format!("{v:.1}").replace('.', ","))
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect(),
         c,
     })
 }
