@@ -73,6 +73,11 @@ pub enum Command {
         #[command(subcommand)]
         command: IntegrationCommand,
     },
+    /// Simulated load through the public HTTP interfaces.
+    Simulate {
+        #[command(subcommand)]
+        command: SimulateCommand,
+    },
     /// Administration from the command line.
     Admin {
         #[command(subcommand)]
@@ -123,6 +128,13 @@ pub enum AdminCommand {
         #[arg(long)]
         contact: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimulateCommand {
+    /// «Заступник» signals with realistic lifecycles, raised open-loop at --rate per
+    /// second for --duration seconds against a running Opora (--url).
+    Signals(crate::simulate::SimulateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +220,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 other => other,
             };
             serve(bind, demo, public_url, mailer, notify, escalate_after).await
+        }
+        Command::Simulate {
+            command: SimulateCommand::Signals(args),
+        } => {
+            let report = crate::simulate::signals(args).await?;
+            println!("{report}");
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Integration { command } => {
             with_log(|log| async move { integration(&log, command).await }).await

@@ -19,6 +19,7 @@ pub mod mail;
 pub mod notify;
 pub mod pages;
 pub mod seed;
+pub mod simulate;
 pub mod telemetry;
 
 pub use app::{AppConfig, AppState, Application};
