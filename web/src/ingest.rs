@@ -27,7 +27,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use opora_domain::reference::RegionCode;
 use opora_domain::signal::{
-    circle_id, ingestion_command_id, signal_id, Channel, CircleCommand, ClientCommand,
+    circle_id, ingestion_command_id, signal_id, Channel, CircleCommand, CircleEvent, ClientCommand,
     IntegrationClient, Location, Recipient, Signal, SignalCommand, SignalError, SignalKind,
     TrustedCircle, MAX_CLOCK_AHEAD_SECONDS, MAX_PSEUDONYM_CHARS, ROTATION_GRACE_HOURS,
 };
@@ -99,6 +99,27 @@ impl Ingest {
 fn limiter(rate: u32) -> Arc<DefaultDirectRateLimiter> {
     let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
     Arc::new(RateLimiter::direct(Quota::per_second(rate)))
+}
+
+/// Executes a signal command, deciding it again when another writer appended to the same
+/// signal meanwhile (two receipts, an adult and an operator at the same moment): every step
+/// is checked against the state it is appended to, so a retry is always safe.
+pub async fn execute_signal(
+    bus: &CommandBus<Signal>,
+    id: Uuid,
+    command: SignalCommand,
+    meta: &CommandMeta,
+) -> Result<Executed, CommandError<SignalError>> {
+    let mut attempt = 0;
+    loop {
+        match bus.execute(&id.to_string(), command.clone(), meta).await {
+            Err(CommandError::Conflict) if attempt < 8 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -755,26 +776,31 @@ async fn raise(
         }
     }
     // The child's registration gives what the call leaves out.
+    // The child's registration as the log has it now (its last event, read by primary
+    // key), so a raise right after the registration sees it.
     let registration = match &child {
-        Some(child) => {
-            match sqlx::query("SELECT region_code, city, adults FROM signals.circle WHERE id = $1")
-                .bind(circle_id(caller.client, child))
-                .fetch_optional(state.log.pool())
-                .await
-            {
-                Ok(row) => row,
-                Err(e) => return unavailable(&tr, &e),
-            }
-        }
+        Some(child) => match sqlx::query_scalar::<_, sqlx::types::Json<CircleEvent>>(
+            "SELECT payload FROM event WHERE aggregate_type = 'TrustedCircle' \
+               AND aggregate_id = $1 ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(circle_id(caller.client, child).to_string())
+        .fetch_optional(state.log.pool())
+        .await
+        {
+            Ok(event) => event.map(|e| e.0),
+            Err(e) => return unavailable(&tr, &e),
+        },
         None => None,
     };
-    let region = match region {
-        Some(region) => Some(region),
-        None => registration
-            .as_ref()
-            .and_then(|r| r.try_get::<String, _>("region_code").ok())
-            .and_then(|code| RegionCode::parse(&code).ok()),
-    };
+    let registered = registration.map(
+        |CircleEvent::CircleRegistered {
+             region,
+             city,
+             adults,
+             ..
+         }| (region, city, adults),
+    );
+    let region = region.or_else(|| registered.as_ref().map(|r| r.0.clone()));
     match &region {
         Some(region) => match region_exists(&state, region).await {
             Ok(true) => {}
@@ -800,43 +826,30 @@ async fn raise(
     else {
         return invalid(&tr, problems);
     };
-    let city = city.or_else(|| {
-        registration
-            .as_ref()
-            .and_then(|r| r.try_get::<Option<String>, _>("city").ok().flatten())
-    });
-    let recipients = match adults {
-        Some(adults) => adults,
-        None => registration
-            .as_ref()
-            .and_then(|r| {
-                r.try_get::<sqlx::types::Json<Vec<Recipient>>, _>("adults")
-                    .ok()
-            })
-            .map(|j| j.0)
-            .unwrap_or_default(),
-    };
+    let (registered_city, registered_adults) = registered
+        .map(|(_, city, adults)| (city, adults))
+        .unwrap_or_default();
+    let city = city.or(registered_city);
+    let recipients = adults.unwrap_or(registered_adults);
     let signal = signal_id(caller.client, &key);
-    let outcome = state
-        .ingest
-        .signals
-        .execute(
-            &signal.to_string(),
-            SignalCommand::Raise {
-                child,
-                client: caller.client,
-                region,
-                city,
-                kind: kind.unwrap_or(SignalKind::Panic),
-                pressed_at,
-                received_at,
-                location,
-                drill,
-                recipients,
-            },
-            &meta(&caller, "raise", &key),
-        )
-        .await;
+    let outcome = execute_signal(
+        &state.ingest.signals,
+        signal,
+        SignalCommand::Raise {
+            child,
+            client: caller.client,
+            region,
+            city,
+            kind: kind.unwrap_or(SignalKind::Panic),
+            pressed_at,
+            received_at,
+            location,
+            drill,
+            recipients,
+        },
+        &meta(&caller, "raise", &key),
+    )
+    .await;
     // A retry of a raise that was accepted: the same answer, nothing appended.
     let outcome = match outcome {
         Err(CommandError::Rejected(SignalError::AlreadyRaised)) => Ok(Executed::AlreadyApplied),
@@ -875,11 +888,13 @@ async fn signal_call(
         Ok(_) => return error(StatusCode::NOT_FOUND, "not-found", tr.t("ingest-not-found")),
         Err(e) => return unavailable(tr, &e),
     }
-    let outcome = state
-        .ingest
-        .signals
-        .execute(&signal.to_string(), command, &meta(caller, call, &key))
-        .await;
+    let outcome = execute_signal(
+        &state.ingest.signals,
+        signal,
+        command,
+        &meta(caller, call, &key),
+    )
+    .await;
     answer(tr, signal, outcome, false)
 }
 

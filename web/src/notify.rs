@@ -344,20 +344,20 @@ impl Worker {
     async fn receipt(&self, due: &Due, failure: Option<String>) -> Result<()> {
         let meta =
             CommandMeta::new("system:notify").with_command_id(Uuid::new_v5(&due.id, b"receipt"));
-        self.signals
-            .execute(
-                &due.signal.to_string(),
-                SignalCommand::RecordDelivery {
-                    recipient: due.recipient.clone(),
-                    at: OffsetDateTime::now_utc(),
-                    attempts: u32::try_from(due.attempts).unwrap_or(0),
-                    failure,
-                },
-                &meta,
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        crate::ingest::execute_signal(
+            &self.signals,
+            due.signal,
+            SignalCommand::RecordDelivery {
+                recipient: due.recipient.clone(),
+                at: OffsetDateTime::now_utc(),
+                attempts: u32::try_from(due.attempts).unwrap_or(0),
+                failure,
+            },
+            &meta,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 

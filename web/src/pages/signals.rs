@@ -685,12 +685,7 @@ pub async fn action_command(
         _ => return Ok(Err(Refusal::new(tr, "signal-unknown-action"))),
     };
     let meta = CommandMeta::new(actor).with_command_id(form.command_id());
-    match state
-        .ingest
-        .signals
-        .execute(&id.to_string(), command, &meta)
-        .await
-    {
+    match crate::ingest::execute_signal(&state.ingest.signals, id, command, &meta).await {
         Ok(_) => Ok(Ok(id)),
         Err(CommandError::Rejected(refusal)) => {
             Ok(Err(domain_refusal(tr, "signal-error", &refusal)))
@@ -796,17 +791,11 @@ pub async fn escalate_due(
     for id in due {
         let meta =
             CommandMeta::new("system:escalation").with_command_id(Uuid::new_v5(&id, b"escalation"));
-        match signals
-            .execute(
-                &id.to_string(),
-                SignalCommand::Escalate {
-                    at: OffsetDateTime::now_utc(),
-                    after_seconds,
-                },
-                &meta,
-            )
-            .await
-        {
+        let command = SignalCommand::Escalate {
+            at: OffsetDateTime::now_utc(),
+            after_seconds,
+        };
+        match crate::ingest::execute_signal(signals, id, command, &meta).await {
             Ok(Executed::Applied) => {
                 escalated += 1;
                 tracing::warn!(signal = %id, after_seconds, "signal escalated: not acknowledged in time");
