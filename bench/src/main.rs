@@ -9,6 +9,8 @@
 //!   the same event rows into a table.
 //! - `lag`: from a command's return to its effect in the read model, with writers loading
 //!   the log meanwhile, against the command's own latency.
+//! - `signals`: «Заступник» signals over HTTP, open loop at rising rates, from the ingestion
+//!   call to the trusted adult's webhook (`signals.rs`), against raw INSERTs.
 //!
 //! Server: DATABASE_URL, or the embedded default (as `opora` itself). Each run works in a
 //! database of its own, dropped at the end. For profiling, OPORA_BENCH_ONLY=Ours (or
@@ -26,6 +28,8 @@ use opora_web::db::Database;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
+
+mod signals;
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +60,16 @@ enum Bench {
         /// Background writers appending as fast as they can meanwhile.
         #[arg(long, default_value_t = 4)]
         load_writers: usize,
+    },
+    /// «Заступник» signals: ingestion to the trusted adults' webhook, open loop, the rate
+    /// stepping up; the highest rate delivered within a second (p99), nothing lost.
+    Signals {
+        /// Seconds each rate is held.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// The highest rate tried (signals per second).
+        #[arg(long, default_value_t = 600)]
+        max_rate: u32,
     },
     /// Rebuild of the reference projection vs COPY of the same event rows.
     Rebuild {
@@ -88,6 +102,7 @@ async fn main() -> Result<()> {
             samples,
             load_writers,
         } => lag(&options, samples, load_writers).await,
+        Bench::Signals { seconds, max_rate } => signals::signals(&options, seconds, max_rate).await,
     };
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin_conn)
