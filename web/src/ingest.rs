@@ -898,6 +898,27 @@ async fn signal_call(
     answer(tr, signal, outcome, false)
 }
 
+/// A step on a raised signal: the body read by `read` into the command (or problems), then
+/// [`signal_call`].
+async fn step(
+    state: &AppState,
+    caller: &Caller,
+    call: &str,
+    signal: Uuid,
+    headers: &HeaderMap,
+    body: &[u8],
+    read: impl FnOnce(&mut Fields) -> Option<SignalCommand>,
+) -> Response {
+    let tr = caller.tr;
+    let mut fields = match Fields::parse(&tr, headers, body) {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let command = read(&mut fields);
+    let problems = fields.finish().err().unwrap_or_default();
+    signal_call(state, caller, call, signal, problems, command).await
+}
+
 async fn location(
     State(state): State<AppState>,
     caller: Caller,
@@ -905,18 +926,13 @@ async fn location(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr;
-    let mut fields = match Fields::parse(&tr, &headers, &body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    let at = fields.time("at", true);
-    let location = fields.location(true);
-    let problems = fields.finish().err().unwrap_or_default();
-    let command = at
-        .zip(location)
-        .map(|(at, location)| SignalCommand::UpdateLocation { at, location });
-    signal_call(&state, &caller, "location", signal, problems, command).await
+    step(&state, &caller, "location", signal, &headers, &body, |f| {
+        let at = f.time("at", true);
+        let location = f.location(true);
+        at.zip(location)
+            .map(|(at, location)| SignalCommand::UpdateLocation { at, location })
+    })
+    .await
 }
 
 async fn cancel(
@@ -926,15 +942,10 @@ async fn cancel(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr;
-    let mut fields = match Fields::parse(&tr, &headers, &body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    let at = fields.time("at", true);
-    let problems = fields.finish().err().unwrap_or_default();
-    let command = at.map(|at| SignalCommand::Cancel { at });
-    signal_call(&state, &caller, "cancel", signal, problems, command).await
+    step(&state, &caller, "cancel", signal, &headers, &body, |f| {
+        f.time("at", true).map(|at| SignalCommand::Cancel { at })
+    })
+    .await
 }
 
 async fn adult_ack(
@@ -944,24 +955,20 @@ async fn adult_ack(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr;
-    let mut fields = match Fields::parse(&tr, &headers, &body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    let adult = fields.string("adult", true, MAX_PSEUDONYM_CHARS);
-    let at = fields.time("at", true);
-    let problems = fields.finish().err().unwrap_or_default();
-    let command = adult
-        .zip(at)
-        .map(|(adult, at)| SignalCommand::AdultAcknowledge { adult, at });
-    signal_call(
+    step(
         &state,
         &caller,
         "acknowledgement",
         signal,
-        problems,
-        command,
+        &headers,
+        &body,
+        |f| {
+            let adult = f.string("adult", true, MAX_PSEUDONYM_CHARS);
+            let at = f.time("at", true);
+            adult
+                .zip(at)
+                .map(|(adult, at)| SignalCommand::AdultAcknowledge { adult, at })
+        },
     )
     .await
 }
@@ -973,21 +980,25 @@ async fn circle_resolved(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let tr = caller.tr;
-    let mut fields = match Fields::parse(&tr, &headers, &body) {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    let adult = fields.string("adult", true, MAX_PSEUDONYM_CHARS);
-    let at = fields.time("at", true);
-    let on_scene_at = fields.time("on_scene_at", false);
-    let problems = fields.finish().err().unwrap_or_default();
-    let command = adult
-        .zip(at)
-        .map(|(adult, at)| SignalCommand::CircleResolve {
-            adult,
-            at,
-            on_scene_at,
-        });
-    signal_call(&state, &caller, "resolution", signal, problems, command).await
+    step(
+        &state,
+        &caller,
+        "resolution",
+        signal,
+        &headers,
+        &body,
+        |f| {
+            let adult = f.string("adult", true, MAX_PSEUDONYM_CHARS);
+            let at = f.time("at", true);
+            let on_scene_at = f.time("on_scene_at", false);
+            adult
+                .zip(at)
+                .map(|(adult, at)| SignalCommand::CircleResolve {
+                    adult,
+                    at,
+                    on_scene_at,
+                })
+        },
+    )
+    .await
 }
