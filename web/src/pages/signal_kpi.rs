@@ -25,7 +25,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use fluent_templates::fluent_bundle::FluentValue;
-use opora_domain::access::{Role, Scope};
+use opora_domain::access::Role;
 use opora_domain::signal::{SignalKind, SignalOutcome};
 use opora_domain::{format_date, parse_date};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,7 @@ use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::export;
 use crate::i18n::{today_in, Lang, Tr};
+use crate::pages::signals::SignalScope;
 use crate::pages::{Outcome, Refusal};
 use crate::AppState;
 
@@ -64,42 +65,7 @@ pub fn routes() -> Routes {
         )
 }
 
-// ---------------------------------------------------------------------------------------
-// Scope
-
-/// The regions whose signals a viewer reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KpiScope {
-    pub all: bool,
-    pub regions: Vec<String>,
-}
-
-impl KpiScope {
-    pub fn of(viewer: &Viewer) -> Self {
-        let mut scope = Self::default();
-        let Some(user) = &viewer.user else {
-            return scope;
-        };
-        for grant in &user.grants {
-            match (grant.role, &grant.scope) {
-                (Role::Administrator, _) | (Role::MinistryAnalyst, Scope::Federal) => {
-                    scope.all = true
-                }
-                (Role::MinistryAnalyst, Scope::Region { region }) => {
-                    scope.regions.push(region.as_str().to_owned())
-                }
-                (Role::SignalOperator, Scope::Regions { regions }) => scope
-                    .regions
-                    .extend(regions.iter().map(|r| r.as_str().to_owned())),
-                _ => {}
-            }
-        }
-        scope.regions.sort();
-        scope.regions.dedup();
-        scope
-    }
-}
-
+/// A region in the viewer's scope (`SignalScope`, the console's).
 struct RegionRow {
     code: String,
     name: String,
@@ -109,7 +75,7 @@ struct RegionRow {
 /// The regions in scope (only `asked`, when given), by name.
 async fn regions_in(
     state: &AppState,
-    scope: &KpiScope,
+    scope: &SignalScope,
     asked: Option<&str>,
 ) -> AppResult<Vec<RegionRow>> {
     let rows = sqlx::query(
@@ -358,7 +324,7 @@ pub(crate) async fn figures(
     tr: Tr,
     query: &KpiQuery,
 ) -> Outcome<SignalKpi> {
-    let scope = KpiScope::of(viewer);
+    let scope = SignalScope::of(viewer);
     let asked = query
         .region
         .as_deref()
@@ -1116,7 +1082,7 @@ async fn kpi_page(
             }
         }
     };
-    let scope = KpiScope::of(&viewer);
+    let scope = SignalScope::of(&viewer);
     let regions = regions_in(&state, &scope, None)
         .await?
         .into_iter()
