@@ -89,7 +89,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Chrome {
                 ngo: u.has_role(Role::NgoOperator),
                 weekly_file: u.has_role(Role::MunicipalEducation),
                 weekly_summary: crate::pages::weekly::SUMMARY.iter().any(|r| u.has_role(*r)),
-                signals: crate::pages::signals::WATCHERS.iter().any(|r| u.has_role(*r)),
+                signals: crate::pages::signals::WATCHERS
+                    .iter()
+                    .any(|r| u.has_role(*r)),
             }),
             path: viewer.map_or_else(|| parts.uri.path().to_owned(), |v| v.path),
         })
