@@ -204,21 +204,28 @@ async fn apply_signal(
             .await?;
         }
         SignalEvent::ResponderEnRoute { responder, at } => {
-            responder_step(conn, id, entries, responder, "en_route_at", at).await?;
-            set("UPDATE signal SET first_en_route_at = \
-                        least(coalesce(first_en_route_at, $3), $3) WHERE id = $1 AND $2 > 0")
-            .bind(at)
-            .execute(&mut *conn)
+            responder_step(
+                conn,
+                id,
+                entries,
+                responder,
+                "en_route_at",
+                at,
+                &["first_en_route_at"],
+            )
             .await?;
         }
         SignalEvent::ResponderOnScene { responder, at } => {
-            responder_step(conn, id, entries, responder, "on_scene_at", at).await?;
             // Reaching the child is also being on the way, for a responder not marked so.
-            set("UPDATE signal SET first_on_scene_at = least(coalesce(first_on_scene_at, $3), $3), \
-                        first_en_route_at = least(coalesce(first_en_route_at, $3), $3) \
-                  WHERE id = $1 AND $2 > 0")
-            .bind(at)
-            .execute(&mut *conn)
+            responder_step(
+                conn,
+                id,
+                entries,
+                responder,
+                "on_scene_at",
+                at,
+                &["first_on_scene_at", "first_en_route_at"],
+            )
             .await?;
         }
         SignalEvent::SignalResolved { outcome, at, note } => {
@@ -243,7 +250,8 @@ async fn apply_signal(
 }
 
 /// Sets a step's time on the responder's entry (adding the entry for a trusted adult, who
-/// goes without a dispatch).
+/// goes without a dispatch) and, in the same statement, the signal's first time of the step
+/// (`firsts`: the columns of the signal's first instant of the step).
 async fn responder_step(
     conn: &mut PgConnection,
     id: uuid::Uuid,
@@ -251,17 +259,24 @@ async fn responder_step(
     responder: ResponderKind,
     step: &'static str,
     at: time::OffsetDateTime,
+    firsts: &[&'static str],
 ) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "UPDATE signal SET entries = $2, responders = CASE \
+    let firsts = firsts
+        .iter()
+        .map(|c| format!("{c} = least(coalesce({c}, $5), $5)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sqlx::query(&format!(
+        "UPDATE signal SET entries = $2, {firsts}, \
+         responders = CASE \
              WHEN responders @> jsonb_build_array(jsonb_build_object('kind', $3::text)) THEN \
                  (SELECT jsonb_agg(CASE WHEN r->>'kind' = $3 \
                                         THEN r || jsonb_build_object($4::text, $5::timestamptz) \
                                         ELSE r END ORDER BY ord) \
                     FROM jsonb_array_elements(responders) WITH ORDINALITY AS e(r, ord)) \
              ELSE responders || jsonb_build_array(jsonb_build_object('kind', $3::text, $4::text, $5::timestamptz)) \
-         END WHERE id = $1",
-    )
+         END WHERE id = $1"
+    ))
     .bind(id)
     .bind(entries)
     .bind(responder.code())

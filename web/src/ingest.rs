@@ -300,6 +300,18 @@ fn unavailable(tr: &Tr, error_: &dyn std::fmt::Display) -> Response {
     response
 }
 
+/// A problem with its message (`ingest-problem-{code}`, naming the field).
+fn problem(tr: &Tr, field: &str, code: &'static str) -> Problem {
+    Problem {
+        field: field.to_owned(),
+        code,
+        message: tr.with(
+            &format!("ingest-problem-{code}"),
+            &[("field", FluentValue::from(field.to_owned()))],
+        ),
+    }
+}
+
 fn invalid(tr: &Tr, problems: Vec<Problem>) -> Response {
     (
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -401,15 +413,7 @@ impl<'a> Fields<'a> {
     }
 
     fn problem(&mut self, field: &str, code: &'static str) {
-        let message = self.tr.with(
-            &format!("ingest-problem-{code}"),
-            &[("field", FluentValue::from(field.to_owned()))],
-        );
-        self.problems.push(Problem {
-            field: field.to_owned(),
-            code,
-            message,
-        });
+        self.problems.push(problem(self.tr, field, code));
     }
 
     fn take(&mut self, name: &str) -> Option<Value> {
@@ -700,14 +704,7 @@ async fn register_child(
     if let Some(region) = &region {
         match region_exists(&state, region).await {
             Ok(true) => {}
-            Ok(false) => problems.push(Problem {
-                field: "region".to_owned(),
-                code: "unknown-value",
-                message: tr.with(
-                    "ingest-problem-unknown-value",
-                    &[("field", FluentValue::from("region"))],
-                ),
-            }),
+            Ok(false) => problems.push(problem(&tr, "region", "unknown-value")),
             Err(e) => return unavailable(&tr, &e),
         }
     }
@@ -765,14 +762,7 @@ async fn raise(
     let received_at = received_at.unwrap_or(now);
     if let Some(pressed) = pressed_at {
         if pressed > received_at + time::Duration::seconds(MAX_CLOCK_AHEAD_SECONDS) {
-            problems.push(Problem {
-                field: "pressed_at".to_owned(),
-                code: "in-future",
-                message: tr.with(
-                    "ingest-problem-in-future",
-                    &[("field", FluentValue::from("pressed_at"))],
-                ),
-            });
+            problems.push(problem(&tr, "pressed_at", "in-future"));
         }
     }
     // The child's registration gives what the call leaves out.
@@ -804,14 +794,7 @@ async fn raise(
     match &region {
         Some(region) => match region_exists(&state, region).await {
             Ok(true) => {}
-            Ok(false) => problems.push(Problem {
-                field: "region".to_owned(),
-                code: "unknown-value",
-                message: tr.with(
-                    "ingest-problem-unknown-value",
-                    &[("field", FluentValue::from("region"))],
-                ),
-            }),
+            Ok(false) => problems.push(problem(&tr, "region", "unknown-value")),
             Err(e) => return unavailable(&tr, &e),
         },
         None if !problems.iter().any(|p| p.field == "region") => problems.push(Problem {

@@ -15,7 +15,7 @@ use super::{written, ApiForm, ErrorBody, Written};
 use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::error::AppResult;
 use crate::i18n::Tr;
-use crate::pages::signals::{self as page, QueueQuery, QueueRow, SignalView, OPERATORS, WATCHERS};
+use crate::pages::signals::{self as page, QueueRow, SignalView, OPERATORS, WATCHERS};
 use crate::pages::RecordId;
 use crate::AppState;
 
@@ -72,10 +72,6 @@ async fn queue(
     tr: Tr,
     Query(query): Query<RegionQuery>,
 ) -> AppResult<Json<Vec<QueueRow>>> {
-    let query = QueueQuery {
-        region: query.region,
-        notice: None,
-    };
     Ok(Json(
         page::open_signals(&state, &viewer, tr, query.region.as_deref()).await?,
     ))

@@ -431,10 +431,8 @@ impl SignalView {
             .collect()
     }
     pub fn time(&self, at: &Option<OffsetDateTime>) -> String {
-        at.map(|t| local_time(&t, &self.zone())).unwrap_or_default()
-    }
-    fn zone(&self) -> String {
-        self.zone_name.clone()
+        at.map(|t| local_time(&t, &self.zone_name))
+            .unwrap_or_default()
     }
 }
 
