@@ -13,6 +13,7 @@ pub mod reference;
 mod runner;
 pub mod signals;
 pub mod stream_head;
+pub mod vyzov;
 pub mod weekly;
 
 pub use runner::{rebuild, status, RebuildReport, Runner, RunnerConfig, Status};
@@ -66,6 +67,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(aid::AidProjection),
         Arc::new(weekly::WeeklyProjection),
         Arc::new(signals::SignalsProjection),
+        Arc::new(vyzov::VyzovProjection),
         Arc::new(stream_head::StreamHead),
     ]
 }

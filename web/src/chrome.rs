@@ -30,6 +30,8 @@ pub struct Badge {
     pub weekly_summary: bool,
     /// «Заступник»: the operators' console (and the response KPIs).
     pub signals: bool,
+    /// Reads the ministry dashboards («Вызов», «Заступник»).
+    pub monitoring: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Chrome {
                 weekly_file: u.has_role(Role::MunicipalEducation),
                 weekly_summary: crate::pages::weekly::SUMMARY.iter().any(|r| u.has_role(*r)),
                 signals: crate::pages::signals::WATCHERS
+                    .iter()
+                    .any(|r| u.has_role(*r)),
+                monitoring: crate::pages::vyzov_dash::READERS
                     .iter()
                     .any(|r| u.has_role(*r)),
             }),

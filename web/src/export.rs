@@ -7,9 +7,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::AppError;
 
-/// A text cell safe to open in a spreadsheet.
+/// A text cell safe to open in a spreadsheet. A plain number (`-22.6`) stays a number.
 pub fn csv_cell(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    let number = value.parse::<f64>().is_ok_and(f64::is_finite)
+        && value.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !number && value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
         value.to_owned()
@@ -101,4 +103,20 @@ pub fn download(body: Vec<u8>, filename: &str) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn formulas_are_neutralised_and_numbers_kept() {
+        assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(csv_cell("-1+2"), "'-1+2");
+        assert_eq!(csv_cell("+7 999"), "'+7 999");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("-22.6"), "-22.6");
+        assert_eq!(csv_cell("-3"), "-3");
+        assert_eq!(csv_cell("Казань"), "Казань");
+    }
 }

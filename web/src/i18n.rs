@@ -270,6 +270,7 @@ mod tests {
             "templates/aid",
             "templates/weekly",
             "templates/signals",
+            "templates/monitoring",
             "web/src",
             "web/src/pages",
             "web/src/auth",

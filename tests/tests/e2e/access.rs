@@ -34,6 +34,11 @@ const FAMILIES: &[Role] = &[
     Role::NgoOperator,
 ];
 const NGO: &[Role] = &[Role::NgoOperator];
+const DASHBOARD: &[Role] = &[
+    Role::MinistryAnalyst,
+    Role::RegionalCurator,
+    Role::Administrator,
+];
 const AID_READERS: &[Role] = &[
     Role::Administrator,
     Role::RegionalCurator,
@@ -145,6 +150,13 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ("POST", "/vyzov/spravochnik" | "/vyzov/spravochnik/{id}") => Rule::Roles(EDITORS),
         ("GET", "/static/htmx.min.js" | "/static/console.js") => Rule::Public,
         ("GET", "/admin/integracii") => Rule::Roles(ADMIN),
+        (
+            "GET",
+            "/monitoring/vyzov"
+            | "/monitoring/vyzov/vygruzka"
+            | "/monitoring/vyzov/{region}"
+            | "/monitoring/vyzov/{region}/vygruzka",
+        ) => Rule::Roles(DASHBOARD),
         (
             "GET",
             "/zastupnik/signaly/kpi" | "/zastupnik/signaly/kpi.xlsx" | "/api/v1/signals/kpi",

@@ -11,5 +11,6 @@ mod log;
 mod projections;
 mod signal_kpi;
 mod signals;
+mod vyzov_dash;
 mod web;
 mod weekly;

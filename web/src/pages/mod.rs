@@ -14,6 +14,7 @@ pub mod reference;
 pub mod sessions;
 pub mod signal_kpi;
 pub mod signals;
+pub mod vyzov_dash;
 pub mod weekly;
 
 use askama::Template;
@@ -102,6 +103,7 @@ pub fn routes() -> Routes {
         .merge(signal_kpi::routes())
         .merge(signals::routes())
         .merge(integrations::routes())
+        .merge(vyzov_dash::routes())
 }
 
 #[derive(Template, WebTemplate)]
