@@ -15,6 +15,7 @@ pub mod signals;
 pub mod stream_head;
 pub mod vyzov;
 pub mod weekly;
+pub mod zastupnik;
 
 pub use runner::{rebuild, status, RebuildReport, Runner, RunnerConfig, Status};
 
@@ -68,6 +69,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(weekly::WeeklyProjection),
         Arc::new(signals::SignalsProjection),
         Arc::new(vyzov::VyzovProjection),
+        Arc::new(zastupnik::ZastupnikProjection),
         Arc::new(stream_head::StreamHead),
     ]
 }

@@ -159,6 +159,13 @@ fn expected(method: &Method, path: &str) -> Option<Rule> {
         ) => Rule::Roles(DASHBOARD),
         (
             "GET",
+            "/monitoring/zastupnik"
+            | "/monitoring/zastupnik/vygruzka"
+            | "/monitoring/zastupnik/{region}"
+            | "/monitoring/zastupnik/{region}/vygruzka",
+        ) => Rule::Roles(DASHBOARD),
+        (
+            "GET",
             "/zastupnik/signaly/kpi" | "/zastupnik/signaly/kpi.xlsx" | "/api/v1/signals/kpi",
         ) => Rule::Roles(SIGNAL_KPI),
         ("POST", "/admin/integracii" | "/admin/integracii/{id}") => Rule::Roles(ADMIN),

@@ -14,3 +14,4 @@ mod signals;
 mod vyzov_dash;
 mod web;
 mod weekly;
+mod zastupnik_dash;

@@ -16,6 +16,7 @@ pub mod signal_kpi;
 pub mod signals;
 pub mod vyzov_dash;
 pub mod weekly;
+pub mod zastupnik_dash;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -103,6 +104,7 @@ pub fn routes() -> Routes {
         .merge(signal_kpi::routes())
         .merge(signals::routes())
         .merge(integrations::routes())
+        .merge(zastupnik_dash::routes())
         .merge(vyzov_dash::routes())
 }
 
