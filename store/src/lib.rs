@@ -6,8 +6,11 @@
 //! - [`CommandBus`] executes commands idempotently: a command id runs at most once.
 //! - [`log`] reads the global log in (tx_id, position) order without ever skipping an event
 //!   committed out of order.
+//! - [`bulk`] streams already-decided events with their own recording instants (synthetic
+//!   or migrated history) through `COPY`, hashed exactly as an append.
 //! - [`verify`] recomputes the hash chain and reports the first tampered or missing event.
 
+pub mod bulk;
 pub mod bus;
 pub mod chain;
 pub mod log;
@@ -15,6 +18,7 @@ mod repository;
 pub mod vault;
 pub mod verify;
 
+pub use bulk::{BulkAppender, BulkError, BulkReport};
 pub use bus::{CommandBus, CommandError, CommandMeta, Executed};
 pub use log::{LogPosition, RecordedEvent};
 pub use repository::PgEventRepository;

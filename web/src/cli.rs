@@ -100,6 +100,10 @@ pub enum Command {
     /// Recompute the hash chain of the whole log; report the first tampered or missing event.
     /// Exit code 0: intact; 1: a problem was found.
     Verify,
+    /// Write a deterministic synthetic history (historical recording times) through the
+    /// event store: `--scale tiny|pilot|national --seed N [--today YYYY-MM-DD]`. Refuses if
+    /// the seed's data is already in the log.
+    Generate(crate::generate::GenerateArgs),
     /// Projection checkpoints, lag and rebuilds.
     Projections {
         #[command(subcommand)]
@@ -266,6 +270,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Verify => with_log(|log| async move { verify(&log).await }).await,
+        Command::Generate(args) if args.dry_run => crate::generate::run_cli(None, args).await,
+        Command::Generate(args) => {
+            with_log(|log| async move { crate::generate::run_cli(Some(&log), args).await }).await
+        }
         Command::Projections { command } => {
             with_log(|log| async move { projections(&log, command).await }).await
         }

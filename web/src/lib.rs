@@ -12,6 +12,7 @@ pub mod demo;
 pub mod embedded;
 pub mod error;
 pub mod export;
+pub mod generate;
 pub mod health;
 pub mod i18n;
 pub mod ingest;
