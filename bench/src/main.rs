@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+mod pages;
 mod signals;
 
 #[derive(Parser)]
@@ -71,13 +72,28 @@ enum Bench {
         #[arg(long, default_value_t = 600)]
         max_rate: u32,
     },
-    /// Rebuild of the reference projection vs COPY of the same event rows.
+    /// Rebuild of the reference projection vs COPY of the same event rows; with
+    /// `--scale`, of the dashboards' projections over a generated history.
     Rebuild {
         #[arg(long, default_value_t = 1_000_000)]
         events: i64,
         /// Streams (municipalities) the events are spread over.
         #[arg(long, default_value_t = 2_000)]
         streams: i64,
+        /// Rebuild `vyzov` and `zastupnik` over `opora generate --scale S` instead.
+        #[arg(long, value_enum)]
+        scale: Option<opora_web::generate::Scale>,
+    },
+    /// Dashboard pages/s within p99 25 ms over a generated history (national by default),
+    /// vs single-row primary-key SELECTs/s.
+    Pages {
+        #[arg(long, value_enum, default_value = "national")]
+        scale: opora_web::generate::Scale,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds each concurrency is held.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
 }
 
@@ -85,28 +101,56 @@ enum Bench {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut database = Database::open().await?;
-    let name = format!("opora_bench_{}", std::process::id());
+    // OPORA_BENCH_DB=NAME keeps the database (a generated national history takes minutes
+    // to write) and reuses it on the next run.
+    let kept = std::env::var("OPORA_BENCH_DB").ok().filter(|n| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    });
+    let name = kept
+        .clone()
+        .unwrap_or_else(|| format!("opora_bench_{}", std::process::id()));
     let admin: PgConnectOptions = database.url.parse()?;
     let mut admin_conn = PgConnection::connect_with(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin_conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT exists(SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin_conn)
+            .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin_conn)
+            .await?;
+    }
     let options = admin.clone().database(&name);
     let result = match cli.bench {
         Bench::Append {
             commands_per_client,
             aggregates_per_client,
         } => append(&options, commands_per_client, aggregates_per_client).await,
-        Bench::Rebuild { events, streams } => rebuild(&options, events, streams).await,
+        Bench::Rebuild {
+            scale: Some(scale), ..
+        } => rebuild_dashboards(&options, scale).await,
+        Bench::Rebuild {
+            events, streams, ..
+        } => rebuild(&options, events, streams).await,
+        Bench::Pages {
+            scale,
+            seed,
+            seconds,
+        } => pages::pages(&options, scale, seed, seconds).await,
         Bench::Lag {
             samples,
             load_writers,
         } => lag(&options, samples, load_writers).await,
         Bench::Signals { seconds, max_rate } => signals::signals(&options, seconds, max_rate).await,
     };
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin_conn)
-        .await?;
+    if kept.is_none() {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin_conn)
+            .await?;
+    }
     admin_conn.close().await?;
     database.stop()?;
     let line = result?;
@@ -605,6 +649,111 @@ async fn rebuild(options: &PgConnectOptions, events: i64, streams: i64) -> Resul
         "events": report.events,
         "streams": streams,
         "ours_seconds": round3(report.seconds),
+        "copy_seconds": round3(copy_seconds),
+        "batch_size": batch,
+        "server": version,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// rebuild of the dashboards over a generated history
+// ---------------------------------------------------------------------------------------
+
+/// Peak resident memory of this process since the last reset (kB), from /proc.
+fn peak_rss_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn rebuild_dashboards(
+    options: &PgConnectOptions,
+    scale: opora_web::generate::Scale,
+) -> Result<Value> {
+    let pool = pool(options, 4).await?;
+    opora_web::db::migrate(&pool).await?;
+    let version = server_version(&pool).await?;
+    let today = opora_web::i18n::today_in("Europe/Moscow");
+    pages::prepare(&pool, scale, 1, today).await?;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM event")
+        .fetch_one(&pool)
+        .await?;
+
+    // Baseline: COPY of the same rows (the whole log, which a rebuild reads) into a table
+    // with the same indexes.
+    sqlx::query("DROP TABLE IF EXISTS event_copy")
+        .execute(&pool)
+        .await?;
+    sqlx::query("CREATE TABLE event_copy (LIKE event INCLUDING DEFAULTS INCLUDING INDEXES)")
+        .execute(&pool)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    eprintln!("rebuild: COPY of {events} event rows (out to memory, then in, timed)...");
+    let mut rows: Vec<bytes::Bytes> = Vec::new();
+    {
+        let mut out = conn
+            .copy_out_raw("COPY (SELECT * FROM event ORDER BY tx_id, position) TO STDOUT")
+            .await?;
+        while let Some(chunk) = out.try_next().await? {
+            rows.push(chunk);
+        }
+    }
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY event_copy FROM STDIN")
+        .await
+        .context("COPY into event_copy")?;
+    for chunk in &rows {
+        copy.send(chunk.as_ref()).await?;
+    }
+    let copied = copy.finish().await?;
+    let copy_seconds = started.elapsed().as_secs_f64();
+    drop(rows);
+    sqlx::query("DROP TABLE event_copy")
+        .execute(&mut *conn)
+        .await?;
+    drop(conn);
+    eprintln!("rebuild: COPY of {copied} rows took {copy_seconds:.1} s");
+
+    // Peak memory from here on: the rebuilds only (Linux: writing 5 resets VmHWM).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let batch = opora_projections::RunnerConfig::default().rebuild_batch_size;
+    let mut results = Vec::new();
+    let mut slowest = f64::INFINITY;
+    for name in ["vyzov", "zastupnik"] {
+        let Some(projection) = opora_projections::by_name(name) else {
+            continue;
+        };
+        let report = opora_projections::rebuild(&pool, projection.as_ref(), batch).await?;
+        let rate = report.events as f64 / report.seconds;
+        eprintln!(
+            "rebuild: {name} from {} events in {:.1} s ({rate:.0} events/s)",
+            report.events, report.seconds
+        );
+        slowest = slowest.min(rate);
+        results.push(json!({"projection": name, "events": report.events,
+            "seconds": round3(report.seconds), "events_per_s": rate.round()}));
+    }
+    let peak_mib = peak_rss_kb().map(|kb| kb as f64 / 1024.0);
+    let baseline = copied as f64 / copy_seconds;
+    pool.close().await;
+    Ok(json!({
+        "bench": "rebuild",
+        "ours": slowest.round(),
+        "baseline": baseline.round(),
+        "ratio": round3(slowest / baseline),
+        "unit": "events/s",
+        "baseline_is": "COPY of the same event rows into a table with the same indexes",
+        "ours_is": "the slower of the vyzov and zastupnik rebuilds over the whole generated log",
+        "events": events,
+        "projections": results,
+        "peak_rss_mib_while_rebuilding": peak_mib.map(round3),
         "copy_seconds": round3(copy_seconds),
         "batch_size": batch,
         "server": version,

@@ -771,53 +771,116 @@ impl Projection for VyzovProjection {
 // ---------------------------------------------------------------------------------------
 // Reading: the figures for any (effective day, known on day)
 
-/// The grains' conditions for "effective on or before `d`, recorded on or before `k`" (`k`
-/// None: as known now), over the facts aliased `f`. `d` and `k` are SQL date expressions.
-fn window(d: &str, k: Option<&str>) -> Vec<String> {
-    let md = format!("date_trunc('month', {d})::date");
-    match k {
-        None => vec![
-            format!("f.grain = 0 AND f.eff < {md}"),
-            format!("f.grain = 1 AND f.eff >= {md} AND f.eff <= {d}"),
-        ],
-        Some(k) => {
-            let mk = format!("date_trunc('month', {k})::date");
-            vec![
-                format!("f.grain = 2 AND f.eff < {md} AND f.rec < {mk}"),
-                format!("f.grain = 3 AND f.eff < {md} AND f.rec >= {mk} AND f.rec <= {k}"),
-                format!("f.grain = 4 AND f.eff >= {md} AND f.eff <= {d} AND f.rec < {mk}"),
-                format!(
-                    "f.grain = 5 AND f.eff >= {md} AND f.eff <= {d} \
-                     AND f.rec >= {mk} AND f.rec <= {k}"
-                ),
-            ]
+/// The two pieces of a sum over (eff <= D, rec <= K), fetched for every date of a page in
+/// one query and added up here: piece 0, whole months (eff is a month's first day) before
+/// D's month; piece 1, days of D's month up to D. As known now, they are grains 0 and 1; as
+/// known on K, grains 2 and 3 (months, recorded in the months before K's or the days of
+/// K's month up to K) and grains 4 and 5 (days, likewise). `$1` is every day some piece 1
+/// needs, `$2` K, `$3` a region (or NULL).
+fn pieces_sql(table: &str, key: &str, sums: &str, known: bool) -> String {
+    let mk = "date_trunc('month', $2::date)::date";
+    let part = |piece: u8, grain: u8, rec: &str| {
+        let days = if piece == 1 {
+            " AND f.eff = ANY($1)"
+        } else {
+            ""
+        };
+        format!(
+            "SELECT {piece}::smallint AS piece, {key}, f.eff, {sums} FROM vyzov.{table} f \
+              WHERE ($3::text IS NULL OR f.region_code = $3) AND f.grain = {grain}{days}{rec} \
+              GROUP BY {key}, f.eff"
+        )
+    };
+    let parts = if known {
+        vec![
+            part(0, 2, &format!(" AND f.rec < {mk}")),
+            part(0, 3, &format!(" AND f.rec >= {mk} AND f.rec <= $2")),
+            part(1, 4, &format!(" AND f.rec < {mk}")),
+            part(1, 5, &format!(" AND f.rec >= {mk} AND f.rec <= $2")),
+        ]
+    } else {
+        vec![part(0, 0, ""), part(1, 1, "")]
+    };
+    parts.join(" UNION ALL ")
+}
+
+/// Sums the pieces' rows for each of `days`.
+async fn by_date<K: std::hash::Hash + Eq + Clone>(
+    pool: &PgPool,
+    sql: &str,
+    days: &[Date],
+    known: Option<Date>,
+    region: Option<&str>,
+    columns: &[&str],
+    key: impl Fn(&sqlx::postgres::PgRow) -> Result<K, sqlx::Error>,
+) -> Result<Vec<HashMap<K, Vec<i64>>>, sqlx::Error> {
+    let mut needed: Vec<Date> = Vec::new();
+    for &day in days {
+        let mut d = month_start(day);
+        while d <= day {
+            needed.push(d);
+            match d.next_day() {
+                Some(next) => d = next,
+                None => break,
+            }
         }
     }
+    needed.sort();
+    needed.dedup();
+    let rows = sqlx::query(sql)
+        .bind(&needed)
+        .bind(known)
+        .bind(region)
+        .fetch_all(pool)
+        .await?;
+    let mut out: Vec<HashMap<K, Vec<i64>>> = vec![HashMap::new(); days.len()];
+    for row in rows {
+        let piece: i16 = row.try_get("piece")?;
+        let eff: Date = row.try_get("eff")?;
+        let k = key(&row)?;
+        let mut values = Vec::with_capacity(columns.len());
+        for c in columns {
+            values.push(row.try_get::<i64, _>(*c)?);
+        }
+        for (i, &day) in days.iter().enumerate() {
+            let m = month_start(day);
+            let counts = if piece == 0 {
+                eff < m
+            } else {
+                eff >= m && eff <= day
+            };
+            if counts {
+                let slot = out[i]
+                    .entry(k.clone())
+                    .or_insert_with(|| vec![0; columns.len()]);
+                for (s, v) in slot.iter_mut().zip(&values) {
+                    *s += v;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// `SELECT f.* FROM table f WHERE filter AND <window>` for each grain, joined by UNION ALL.
-fn union(table: &str, filter: &str, known: bool) -> String {
-    window("d.day", known.then_some("$2::date"))
-        .into_iter()
-        .map(|w| format!("SELECT f.* FROM vyzov.{table} f WHERE {filter} AND {w}"))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ")
-}
-
-fn counter_sums() -> String {
-    METRICS
+fn sums_of(columns: &[&str]) -> String {
+    columns
         .iter()
         .map(|m| format!("sum(f.{m})::bigint AS {m}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn counters(row: &sqlx::postgres::PgRow) -> Result<Counters, sqlx::Error> {
-    let mut counters = [0; N];
-    for (slot, m) in counters.iter_mut().zip(METRICS) {
-        *slot = row.try_get(m)?;
-    }
-    Ok(counters)
+fn to_counters<K>(maps: Vec<HashMap<K, Vec<i64>>>) -> Vec<HashMap<K, Counters>>
+where
+    K: std::hash::Hash + Eq,
+{
+    maps.into_iter()
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, std::array::from_fn(|i| v.get(i).copied().unwrap_or(0))))
+                .collect()
+        })
+        .collect()
 }
 
 /// Sums of every counter per region, on each of `days`, as known on `known` (None: now).
@@ -827,27 +890,17 @@ pub async fn region_figures(
     days: &[Date],
     known: Option<Date>,
 ) -> Result<Vec<HashMap<String, Counters>>, sqlx::Error> {
-    let sql = format!(
-        "SELECT d.i, f.region_code, {} \
-           FROM unnest($1::date[]) WITH ORDINALITY AS d(day, i) \
-           CROSS JOIN LATERAL ({}) AS f \
-          GROUP BY d.i, f.region_code",
-        counter_sums(),
-        union("region_fact", "true", known.is_some())
+    let sql = pieces_sql(
+        "region_fact",
+        "f.region_code",
+        &sums_of(&METRICS),
+        known.is_some(),
     );
-    let rows = sqlx::query(&sql)
-        .bind(days)
-        .bind(known)
-        .fetch_all(pool)
-        .await?;
-    let mut out = vec![HashMap::new(); days.len()];
-    for row in rows {
-        let i: i64 = row.try_get("i")?;
-        if let Some(map) = out.get_mut(i as usize - 1) {
-            map.insert(row.try_get("region_code")?, counters(&row)?);
-        }
-    }
-    Ok(out)
+    let maps = by_date(pool, &sql, days, known, None, &METRICS, |row| {
+        row.try_get("region_code")
+    })
+    .await?;
+    Ok(to_counters(maps))
 }
 
 /// As [`region_figures`], per municipality of one region, as known now.
@@ -856,27 +909,17 @@ pub async fn municipality_figures(
     region: &str,
     days: &[Date],
 ) -> Result<Vec<HashMap<Uuid, Counters>>, sqlx::Error> {
-    let sql = format!(
-        "SELECT d.i, f.municipality, {} \
-           FROM unnest($1::date[]) WITH ORDINALITY AS d(day, i) \
-           CROSS JOIN LATERAL ({}) AS f \
-          GROUP BY d.i, f.municipality",
-        counter_sums(),
-        union("municipality_fact", "f.region_code = $2", false)
+    let sql = pieces_sql(
+        "municipality_fact",
+        "f.municipality",
+        &sums_of(&METRICS),
+        false,
     );
-    let rows = sqlx::query(&sql)
-        .bind(days)
-        .bind(region)
-        .fetch_all(pool)
-        .await?;
-    let mut out = vec![HashMap::new(); days.len()];
-    for row in rows {
-        let i: i64 = row.try_get("i")?;
-        if let Some(map) = out.get_mut(i as usize - 1) {
-            map.insert(row.try_get("municipality")?, counters(&row)?);
-        }
-    }
-    Ok(out)
+    let maps = by_date(pool, &sql, days, None, Some(region), &METRICS, |row| {
+        row.try_get("municipality")
+    })
+    .await?;
+    Ok(to_counters(maps))
 }
 
 /// Aid per region and form of aid, on each of `days` (cumulative), as known on `known`.
@@ -885,35 +928,24 @@ pub async fn aid_figures(
     days: &[Date],
     known: Option<Date>,
 ) -> Result<Vec<HashMap<(String, String), AidCounters>>, sqlx::Error> {
-    let sql = format!(
-        "SELECT d.i, f.region_code, f.form, sum(f.kopecks)::bigint AS kopecks, \
-                sum(f.deliveries)::bigint AS deliveries, sum(f.requests)::bigint AS requests, \
-                sum(f.children)::bigint AS children \
-           FROM unnest($1::date[]) WITH ORDINALITY AS d(day, i) \
-           CROSS JOIN LATERAL ({}) AS f \
-          GROUP BY d.i, f.region_code, f.form",
-        union("aid_fact", "true", known.is_some())
+    let sql = pieces_sql(
+        "aid_fact",
+        "f.region_code, f.form",
+        &sums_of(&AID_METRICS),
+        known.is_some(),
     );
-    let rows = sqlx::query(&sql)
-        .bind(days)
-        .bind(known)
-        .fetch_all(pool)
-        .await?;
-    let mut out = vec![HashMap::new(); days.len()];
-    for row in rows {
-        let i: i64 = row.try_get("i")?;
-        let mut counters = [0; 4];
-        for (slot, m) in counters.iter_mut().zip(AID_METRICS) {
-            *slot = row.try_get(m)?;
-        }
-        if let Some(map) = out.get_mut(i as usize - 1) {
-            map.insert(
-                (row.try_get("region_code")?, row.try_get("form")?),
-                counters,
-            );
-        }
-    }
-    Ok(out)
+    let maps = by_date(pool, &sql, days, known, None, &AID_METRICS, |row| {
+        Ok((row.try_get("region_code")?, row.try_get("form")?))
+    })
+    .await?;
+    Ok(maps
+        .into_iter()
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, std::array::from_fn(|i| v.get(i).copied().unwrap_or(0))))
+                .collect()
+        })
+        .collect())
 }
 
 /// The day before `day` (for a period's flow: sum(to) − sum(from − 1)).

@@ -10,7 +10,9 @@ use crate::error::AppError;
 /// A text cell safe to open in a spreadsheet. A plain number (`-22.6`) stays a number.
 pub fn csv_cell(value: &str) -> String {
     let number = value.parse::<f64>().is_ok_and(f64::is_finite)
-        && value.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.');
     if !number && value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{value}")
     } else {
@@ -111,7 +113,10 @@ mod tests {
 
     #[test]
     fn formulas_are_neutralised_and_numbers_kept() {
-        assert_eq!(csv_cell("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(
+            csv_cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
         assert_eq!(csv_cell("-1+2"), "'-1+2");
         assert_eq!(csv_cell("+7 999"), "'+7 999");
         assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");

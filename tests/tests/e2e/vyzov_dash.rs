@@ -235,3 +235,507 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     assert!(page.body.contains("Показано то, что было известно"));
     assert!(page.body.contains("по данным на сегодня"));
 }
+
+// ---------------------------------------------------------------------------------------
+// The projection against an independent count over a generated history
+
+mod independent {
+    use std::collections::{BTreeMap, HashMap};
+
+    use opora_domain::aid::AidEvent;
+    use opora_domain::case::{CaseEvent, ExitKind};
+    use opora_domain::organisation::{OrganisationEvent, OrganisationKind};
+    use opora_projections::vyzov::{self, Counters};
+    use sqlx::Row;
+    use time::{Date, OffsetDateTime};
+
+    /// One stream's events in sequence order: (sequence, recorded day, payload).
+    pub struct Stream<E> {
+        pub events: Vec<(i64, Date, E)>,
+    }
+
+    pub struct Log {
+        pub cases: Vec<Stream<CaseEvent>>,
+        pub aid: Vec<Stream<AidEvent>>,
+        pub orgs: Vec<Stream<OrganisationEvent>>,
+    }
+
+    pub async fn read(pool: &sqlx::PgPool) -> Log {
+        let rows = sqlx::query(
+            "SELECT aggregate_type, aggregate_id, sequence, payload, recorded_at FROM event \
+              WHERE aggregate_type IN ('ChildCase', 'AidRequest', 'Organisation') \
+              ORDER BY aggregate_type, aggregate_id, sequence",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let mut log = Log {
+            cases: vec![],
+            aid: vec![],
+            orgs: vec![],
+        };
+        let mut last = (String::new(), String::new());
+        for row in rows {
+            let kind: String = row.get("aggregate_type");
+            let id: String = row.get("aggregate_id");
+            let seq: i64 = row.get("sequence");
+            let rec = row.get::<OffsetDateTime, _>("recorded_at").date();
+            let payload: serde_json::Value = row.get("payload");
+            let fresh = (kind.clone(), id) != last;
+            last = (kind.clone(), row.get("aggregate_id"));
+            macro_rules! push {
+                ($list:expr) => {{
+                    if fresh {
+                        $list.push(Stream { events: vec![] });
+                    }
+                    let event = serde_json::from_value(payload).unwrap();
+                    $list.last_mut().unwrap().events.push((seq, rec, event));
+                }};
+            }
+            match kind.as_str() {
+                "ChildCase" => push!(log.cases),
+                "AidRequest" => push!(log.aid),
+                _ => push!(log.orgs),
+            }
+        }
+        log
+    }
+
+    /// `day` minus six calendar months, the day clamped to the month's length.
+    fn six_months_before(day: Date) -> Date {
+        let (mut year, mut month) = (day.year(), day.month() as i32 - 6);
+        if month < 1 {
+            month += 12;
+            year -= 1;
+        }
+        let month = time::Month::try_from(month as u8).unwrap();
+        Date::from_calendar_date(year, month, day.day().min(month.length(year))).unwrap()
+    }
+
+    fn latest_is<T: Copy>(list: &[(Date, i64, T)], day: Date, yes: impl Fn(T) -> bool) -> bool {
+        list.iter()
+            .filter(|(on, _, _)| *on <= day)
+            .max_by_key(|(on, seq, _)| (*on, *seq))
+            .is_some_and(|(_, _, v)| yes(*v))
+    }
+
+    /// Every counter per region: stocks on `day`, flows over `from..=to`, as known on
+    /// `known` (None: now). Written from the definitions, not from the projection's code.
+    pub fn count(
+        log: &Log,
+        day: Date,
+        from: Date,
+        to: Date,
+        known: Option<Date>,
+    ) -> (BTreeMap<String, Counters>, BTreeMap<String, [i64; 4]>) {
+        let seen = |rec: Date| known.is_none_or(|k| rec <= k);
+        let mut out: BTreeMap<String, Counters> = BTreeMap::new();
+        let within = |on: Date| from <= on && on <= to;
+        for stream in &log.cases {
+            let events: Vec<&(i64, Date, CaseEvent)> = stream
+                .events
+                .iter()
+                .filter(|(_, rec, _)| seen(*rec))
+                .collect();
+            let Some((_, _, CaseEvent::CaseOpened { region, .. })) = events.first() else {
+                continue;
+            };
+            let c = out
+                .entry(region.as_str().to_owned())
+                .or_insert([0; vyzov::N]);
+            let voided: Vec<i64> = events
+                .iter()
+                .filter_map(|(_, _, e)| match e {
+                    CaseEvent::EntryVoided { sequence, .. } => Some(*sequence as i64),
+                    _ => None,
+                })
+                .collect();
+            for (_, rec, e) in &events {
+                if (*rec - e.on()).whole_days() > 30 && e.on() <= day {
+                    c[vyzov::LATE] += 1;
+                }
+            }
+            let live: Vec<(i64, &CaseEvent)> = events
+                .iter()
+                .filter(|(seq, _, _)| !voided.contains(seq))
+                .map(|(seq, _, e)| (*seq, e))
+                .collect();
+            let mut stays = vec![];
+            let mut control = vec![];
+            let mut acc = vec![];
+            let mut reviews = vec![];
+            let mut items = HashMap::new();
+            let mut done = HashMap::new();
+            for (seq, e) in &live {
+                match e {
+                    CaseEvent::ChildPlaced { on, .. } => {
+                        stays.push((*on, *seq, true));
+                        c[vyzov::PLACED] += i64::from(within(*on));
+                    }
+                    CaseEvent::ChildLeftInstitution { on, exit } => {
+                        stays.push((*on, *seq, false));
+                        let i = [
+                            ExitKind::BirthFamily,
+                            ExitKind::Guardianship,
+                            ExitKind::Foster,
+                            ExitKind::Adoption,
+                            ExitKind::ComingOfAge,
+                            ExitKind::OtherExit,
+                        ]
+                        .iter()
+                        .position(|k| k == exit)
+                        .unwrap();
+                        c[vyzov::EXIT + i] += i64::from(within(*on));
+                    }
+                    CaseEvent::TakenUnderPersonalControl { on } => control.push((*on, *seq, true)),
+                    CaseEvent::ReleasedFromPersonalControl { on } => {
+                        control.push((*on, *seq, false))
+                    }
+                    CaseEvent::AccompanimentStarted { on, .. } => acc.push((*on, *seq, true)),
+                    CaseEvent::AccompanimentEnded { on } => acc.push((*on, *seq, false)),
+                    CaseEvent::ConsiliumReviewRecorded { on, .. } => {
+                        reviews.push(*on);
+                        c[vyzov::REVIEWS] += i64::from(within(*on));
+                    }
+                    CaseEvent::PlacementPrevented { on } => {
+                        c[vyzov::PREVENTED] += i64::from(within(*on))
+                    }
+                    CaseEvent::ActionItemSet { on, item, due, .. } => {
+                        items.insert(*item, (*on, *due));
+                    }
+                    CaseEvent::ActionItemDone { on, item } => {
+                        done.insert(*item, *on);
+                    }
+                    _ => {}
+                }
+            }
+            let inside = latest_is(&stays, day, |placed| placed);
+            c[vyzov::INST] += i64::from(inside);
+            c[vyzov::CONTROL] += i64::from(latest_is(&control, day, |on| on));
+            c[vyzov::ACCOMPANIED] += i64::from(latest_is(&acc, day, |on| on));
+            if inside {
+                let placed = stays
+                    .iter()
+                    .filter(|(on, _, p)| *p && *on <= day)
+                    .map(|(on, _, _)| *on)
+                    .max()
+                    .unwrap();
+                let last_review = reviews.iter().filter(|r| **r <= day).max();
+                let limit = six_months_before(day);
+                if placed < limit && last_review.is_none_or(|r| *r < limit) {
+                    c[vyzov::UNREVIEWED] += 1;
+                }
+            }
+            for (item, (set, due)) in &items {
+                let closed = done.get(item).is_some_and(|d| *d <= day);
+                if *set <= day && *due < day && !closed {
+                    c[vyzov::OVERDUE] += 1;
+                }
+            }
+        }
+        for stream in &log.orgs {
+            let events: Vec<_> = stream
+                .events
+                .iter()
+                .filter(|(_, rec, _)| seen(*rec) && *rec <= day)
+                .collect();
+            let Some((
+                _,
+                _,
+                OrganisationEvent::OrganisationRegistered {
+                    kind,
+                    region,
+                    details,
+                    ..
+                },
+            )) = events.first()
+            else {
+                continue;
+            };
+            if *kind != OrganisationKind::FamilyService {
+                continue;
+            }
+            let c = out
+                .entry(region.as_str().to_owned())
+                .or_insert([0; vyzov::N]);
+            c[vyzov::SERVICES] += 1;
+            let mut specialists = details.specialists.unwrap_or(0);
+            for (_, _, e) in &events[1..] {
+                if let OrganisationEvent::OrganisationDetailsChanged { details } = e {
+                    specialists = details.specialists.unwrap_or(0);
+                }
+            }
+            c[vyzov::SPECIALISTS] += i64::from(specialists);
+        }
+        let mut aid: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+        for stream in &log.aid {
+            let events: Vec<_> = stream
+                .events
+                .iter()
+                .filter(|(_, rec, _)| seen(*rec))
+                .collect();
+            let Some((_, _, AidEvent::AidRequested(facts))) = events.first() else {
+                continue;
+            };
+            let mut deliveries: Vec<(uuid::Uuid, Date, i64)> = vec![];
+            // Aid entries recorded over 30 days late count as late entries too.
+            for (_, rec, e) in &events {
+                let on = match e {
+                    AidEvent::AidRequested(f) => f.on,
+                    AidEvent::AidApproved { on, .. }
+                    | AidEvent::AidRefused { on, .. }
+                    | AidEvent::AidDeliveryWithdrawn { on, .. } => *on,
+                    AidEvent::AidDelivered(d)
+                    | AidEvent::AidDeliveryCorrected { delivery: d, .. } => d.on,
+                };
+                if (*rec - on).whole_days() > 30 && on <= day {
+                    out.entry(facts.region.as_str().to_owned())
+                        .or_insert([0; vyzov::N])[vyzov::LATE] += 1;
+                }
+            }
+            for (_, _, e) in &events {
+                match e {
+                    AidEvent::AidDelivered(d)
+                    | AidEvent::AidDeliveryCorrected { delivery: d, .. } => {
+                        deliveries.retain(|(id, _, _)| *id != d.id);
+                        deliveries.push((d.id, d.on, d.amount.kopecks()));
+                    }
+                    AidEvent::AidDeliveryWithdrawn { delivery, .. } => {
+                        deliveries.retain(|(id, _, _)| id != delivery)
+                    }
+                    _ => {}
+                }
+            }
+            let a = aid.entry(facts.region.as_str().to_owned()).or_default();
+            for (_, on, kopecks) in &deliveries {
+                if within(*on) {
+                    a[0] += kopecks;
+                    a[1] += 1;
+                }
+            }
+            if deliveries
+                .iter()
+                .map(|(_, on, _)| *on)
+                .min()
+                .is_some_and(within)
+            {
+                a[2] += 1;
+                a[3] += i64::from(facts.children);
+            }
+        }
+        out.retain(|_, c| c.iter().any(|v| *v != 0));
+        aid.retain(|_, a| a.iter().any(|v| *v != 0));
+        (out, aid)
+    }
+}
+
+/// What the projection says for the same question.
+async fn projected(
+    pool: &sqlx::PgPool,
+    day: time::Date,
+    from: time::Date,
+    to: time::Date,
+    known: Option<time::Date>,
+) -> (
+    std::collections::BTreeMap<String, Counters>,
+    std::collections::BTreeMap<String, [i64; 4]>,
+) {
+    let days = [day, vyzov::day_before(from), to];
+    let f = vyzov::region_figures(pool, &days, known).await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let regions: std::collections::BTreeSet<&String> = f.iter().flat_map(|m| m.keys()).collect();
+    for region in regions {
+        let get = |i: usize| f[i].get(region).copied().unwrap_or([0; vyzov::N]);
+        let mut c = get(0);
+        let (end, start) = (get(2), get(1));
+        for (m, slot) in c.iter_mut().enumerate() {
+            if !vyzov::STOCKS.contains(&m) && m != vyzov::LATE {
+                *slot = end[m] - start[m];
+            }
+        }
+        if c.iter().any(|v| *v != 0) {
+            out.insert(region.clone(), c);
+        }
+    }
+    let a = vyzov::aid_figures(pool, &days[1..], known).await.unwrap();
+    let mut aid: std::collections::BTreeMap<String, [i64; 4]> = Default::default();
+    for (sign, map) in [(-1, &a[0]), (1, &a[1])] {
+        for ((region, _form), v) in map {
+            let slot = aid.entry(region.clone()).or_default();
+            for i in 0..4 {
+                slot[i] += sign * v[i];
+            }
+        }
+    }
+    aid.retain(|_, v| v.iter().any(|x| *x != 0));
+    (out, aid)
+}
+
+#[tokio::test]
+async fn projection_equals_an_independent_count_as_of_and_as_known_on_several_dates() {
+    use time::macros::date;
+    let db = opora_tests::TestDb::new().await;
+    let today = date!(2026 - 11 - 22);
+    let report =
+        opora_web::generate::generate(&db.log, 7, opora_web::generate::Scale::Tiny, today, false)
+            .await
+            .unwrap();
+    assert!(report.events > 1_000, "{report:?}");
+    let runner =
+        opora_projections::Runner::new(db.log.clone(), opora_projections::RunnerConfig::default());
+    runner
+        .catch_up(&opora_projections::vyzov::VyzovProjection)
+        .await
+        .unwrap();
+    let log = independent::read(&db.pool).await;
+    let late: usize = log
+        .cases
+        .iter()
+        .flat_map(|s| &s.events)
+        .filter(|(_, rec, e)| (*rec - e.on()).whole_days() > 30)
+        .count();
+    assert!(late > 0, "the generated history has late entries");
+    let days = [
+        date!(2023 - 06 - 01), // before any event
+        date!(2024 - 07 - 01),
+        date!(2025 - 01 - 15),
+        date!(2025 - 10 - 01),
+        today,
+    ];
+    let knowns = [
+        None,
+        Some(date!(2023 - 06 - 01)),
+        Some(date!(2024 - 09 - 30)),
+        Some(date!(2025 - 10 - 01)),
+        Some(today),
+    ];
+    let mut nonzero = 0;
+    for day in days {
+        for known in knowns {
+            let from = date!(2025 - 01 - 01).min(day);
+            let expected = independent::count(&log, day, from, day, known);
+            let got = projected(&db.pool, day, from, day, known).await;
+            assert_eq!(got.0, expected.0, "counters on {day}, known on {known:?}");
+            assert_eq!(got.1, expected.1, "aid on {day}, known on {known:?}");
+            nonzero += usize::from(!expected.0.is_empty());
+        }
+    }
+    assert!(nonzero > 10, "the comparison saw figures, not only zeros");
+    // Known on a day before the baseline differs from known today: late entries matter.
+    let early = projected(
+        &db.pool,
+        date!(2024 - 07 - 01),
+        date!(2024 - 01 - 01),
+        date!(2024 - 07 - 01),
+        Some(date!(2024 - 07 - 01)),
+    )
+    .await;
+    let now = projected(
+        &db.pool,
+        date!(2024 - 07 - 01),
+        date!(2024 - 01 - 01),
+        date!(2024 - 07 - 01),
+        None,
+    )
+    .await;
+    assert_ne!(early.0, now.0);
+}
+
+/// Seed 004's «Дети в семье» table: region, services, specialists, families on accompaniment.
+const SERVICES: [(&str, i64, i64, i64); 14] = [
+    ("22", 30, 62, 430),
+    ("29", 4, 89, 960),
+    ("75", 2, 33, 689),
+    ("38", 42, 553, 4577),
+    ("42", 55, 372, 1267),
+    ("24", 5, 30, 294),
+    ("56", 5, 42, 376),
+    ("59", 9, 130, 3530),
+    ("25", 30, 135, 540),
+    ("63", 6, 47, 1002),
+    ("66", 77, 884, 3686),
+    ("69", 27, 100, 1053),
+    ("27", 19, 92, 381),
+    ("74", 96, 347, 5923),
+];
+
+/// `opora generate --scale pilot`: the dashboard's figures, out of the projection over the
+/// generated events, are seed 004's.
+#[tokio::test]
+async fn the_pilot_data_set_shows_the_seeds_figures() {
+    use time::macros::date;
+    let db = opora_tests::TestDb::new().await;
+    opora_web::generate::generate(
+        &db.log,
+        1,
+        opora_web::generate::Scale::Pilot,
+        date!(2026 - 11 - 22),
+        false,
+    )
+    .await
+    .unwrap();
+    let runner =
+        opora_projections::Runner::new(db.log.clone(), opora_projections::RunnerConfig::default());
+    runner
+        .catch_up(&opora_projections::vyzov::VyzovProjection)
+        .await
+        .unwrap();
+    let (baseline, midway, new_year) = (
+        date!(2024 - 07 - 01),
+        date!(2025 - 10 - 01),
+        date!(2024 - 12 - 31),
+    );
+    let f = vyzov::region_figures(&db.pool, &[baseline, midway, new_year], None)
+        .await
+        .unwrap();
+    let at = |i: usize, m: usize| sum(&f[i], &PILOT, m);
+    assert_eq!(at(0, vyzov::INST), 21_152);
+    assert_eq!(at(1, vyzov::INST), 16_446);
+    let change = (16_446.0 - 21_152.0) / 21_152.0 * 100.0;
+    assert_eq!(format!("{change:.1}"), "-22.2");
+    assert!(f[0]["24"][vyzov::INST] > 4_500, "Красноярский край");
+    let exits: i64 = (0..6)
+        .map(|i| at(1, vyzov::EXIT + i) - at(2, vyzov::EXIT + i))
+        .sum();
+    assert_eq!(exits, 22_981, "exits 01.01–01.10.2025");
+    assert_eq!(
+        at(1, vyzov::EXIT) - at(2, vyzov::EXIT),
+        14_825,
+        "back to the birth family"
+    );
+    for (region, services, specialists, families) in SERVICES {
+        let c = f[1][region];
+        assert_eq!(
+            (
+                c[vyzov::SERVICES],
+                c[vyzov::SPECIALISTS],
+                c[vyzov::ACCOMPANIED]
+            ),
+            (services, specialists, families),
+            "region {region}"
+        );
+    }
+    // The dashboard page says −22,2 % for the 14 regions.
+    let test = TestApp {
+        app: opora_web::Application::build(
+            db.log.clone(),
+            crate::client::test_vault(&db).await,
+            opora_web::AppConfig::default(),
+        ),
+        vault: crate::client::test_vault(&db).await,
+        db,
+    };
+    let vault = test.vault.clone();
+    opora_web::demo::load(&test.db.log, &vault).await.unwrap();
+    // Only what the page reads (the register's projections over the pilot's 90 000 cases
+    // are not needed here).
+    for name in ["reference", "accounts", "vyzov"] {
+        let projection = opora_projections::by_name(name).unwrap();
+        runner.catch_up(projection.as_ref()).await.unwrap();
+    }
+    let mut analyst = signed_in(&test, "analyst").await;
+    let page = analyst.get("/monitoring/vyzov?na=2025-10-01").await;
+    assert!(page.body.contains("21\u{a0}152"));
+    assert!(page.body.contains("16\u{a0}446"));
+    assert!(page.body.contains("−22,2"));
+}

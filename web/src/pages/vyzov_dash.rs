@@ -59,7 +59,11 @@ pub fn routes() -> Routes {
             Rule::Roles(READERS),
             federal_export,
         )
-        .get("/monitoring/vyzov/{region}", Rule::Roles(READERS), region_page)
+        .get(
+            "/monitoring/vyzov/{region}",
+            Rule::Roles(READERS),
+            region_page,
+        )
         .get(
             "/monitoring/vyzov/{region}/vygruzka",
             Rule::Roles(READERS),
@@ -166,10 +170,7 @@ pub fn window(tr: Tr, query: &DashQuery, today: Date) -> Result<Window, Refusal>
 
 impl Window {
     fn query(&self) -> String {
-        let mut q = format!(
-            "na={}&s={}&po={}",
-            self.at, self.from, self.to
-        );
+        let mut q = format!("na={}&s={}&po={}", self.at, self.from, self.to);
         if let Some(k) = self.known {
             q.push_str(&format!("&izvestno={k}"));
         }
@@ -178,12 +179,7 @@ impl Window {
     /// The dates the page needs, in this order: the date, the baseline, the day before the
     /// period, the period's end, then the quarters since the baseline.
     fn days(&self) -> Vec<Date> {
-        let mut days = vec![
-            self.at,
-            BASELINE,
-            counters::day_before(self.from),
-            self.to,
-        ];
+        let mut days = vec![self.at, BASELINE, counters::day_before(self.from), self.to];
         days.extend(quarters(self.at));
         days
     }
@@ -249,9 +245,8 @@ impl Line {
     /// Share of the −25 % target reached, in percent (may exceed 100, or be negative).
     pub fn progress(&self) -> Option<f64> {
         let base = self.baseline[counters::INST];
-        (base > 0).then(|| {
-            (base - self.at[counters::INST]) as f64 * 100.0 / (base as f64 * TARGET_CUT)
-        })
+        (base > 0)
+            .then(|| (base - self.at[counters::INST]) as f64 * 100.0 / (base as f64 * TARGET_CUT))
     }
 }
 
@@ -530,7 +525,7 @@ fn whole(style: Style, n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{a0}');
         }
         out.push(ch);
@@ -562,7 +557,11 @@ fn percent(style: Style, value: Option<f64>) -> String {
 fn rubles(style: Style, kopecks: i64) -> String {
     match style {
         Style::File => format!("{}.{:02}", kopecks / 100, (kopecks % 100).abs()),
-        Style::Page => format!("{},{:02}", whole(style, kopecks / 100), (kopecks % 100).abs()),
+        Style::Page => format!(
+            "{},{:02}",
+            whole(style, kopecks / 100),
+            (kopecks % 100).abs()
+        ),
     }
 }
 
@@ -840,23 +839,21 @@ fn trend_svg(tr: Tr, dash: &Dashboard) -> String {
             .replace('"', "&quot;")
     };
     let title = esc(&tr.t("dash-trend-title"));
-    let desc = esc(
-        &dash
-            .trend
-            .iter()
-            .map(|(d, v)| {
-                format!(
-                    "{}: {}",
-                    format_date(*d),
-                    v.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-    );
+    let desc = esc(&dash
+        .trend
+        .iter()
+        .map(|(d, v)| {
+            format!(
+                "{}: {}",
+                format_date(*d),
+                v.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; "));
     let mut svg = format!(
         "<svg class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\" \
          aria-labelledby=\"trend-title trend-desc\"><title id=\"trend-title\">{title}</title>\
@@ -1130,7 +1127,10 @@ mod tests {
             na: Some("32.13.2025".into()),
             ..DashQuery::default()
         };
-        assert!(window(tr, &bad, today).unwrap_err().message.contains("32.13.2025"));
+        assert!(window(tr, &bad, today)
+            .unwrap_err()
+            .message
+            .contains("32.13.2025"));
         let reversed = DashQuery {
             s: Some("2025-05-01".into()),
             po: Some("2025-04-01".into()),
