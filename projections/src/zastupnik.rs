@@ -19,9 +19,11 @@
 //! trusted adult on the spot) is a histogram in fixed buckets, [`HELP_BOUNDS`]: 10 s wide up
 //! to 10 minutes, 1 minute up to 1 hour, 5 minutes up to 2 hours, 30 minutes up to 6 hours,
 //! 2 hours up to 24 hours, then one open bucket. Percentiles are read from it by linear
-//! interpolation within the bucket holding rank `p·n` ([`help_percentile`]): at most one
-//! bucket's width from the exact value (10 s below 10 minutes); the share within three
-//! minutes is exact (180 s is a bucket bound). A signal's figures are counted on its press
+//! interpolation within the bucket holding rank `p·n` ([`help_percentile`]): the estimate
+//! lies in the same bucket as the exact nearest-rank value (the ⌈p·n⌉-th smallest time), so
+//! it is at most one bucket's width from it (10 s below 10 minutes); with many signals that
+//! is also the distance to PostgreSQL's `percentile_cont`. The share within three minutes
+//! is exact (180 s is a bucket bound). A signal's figures are counted on its press
 //! day; `open_signal` remembers an unresolved signal until it is resolved (no later step
 //! counts).
 //!

@@ -533,7 +533,7 @@ async fn raise_signals(test: &TestApp, rng: &mut StdRng, n: usize) {
             .await
             .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     };
-    let client = Uuid::from_u128(0x7a61_7374_7570_6e69_6b);
+    let client = Uuid::from_u128(0x007a_6173_7475_706e_696b);
     let now = OffsetDateTime::now_utc();
     let mut raised = Vec::new();
     for i in 0..n {
@@ -1000,12 +1000,7 @@ async fn as_known_on_a_day_shows_only_what_was_recorded_by_then_and_before_anyth
             let query = query.replace(&format!("na={today}"), &format!("na={on}"));
             let rows = export(&mut minobr, path, &query, "podklyucheniya").await;
             let want = region_week(&log, "16", on, known);
-            check_connections(
-                row(&rows, "Республика Татарстан"),
-                want,
-                expected,
-                &format!("{query}"),
-            );
+            check_connections(row(&rows, "Республика Татарстан"), want, expected, &query);
             let per = export(&mut minobr, &format!("{path}/16"), &query, "podklyucheniya").await;
             let weeks = weeks_of(&log, known);
             let first = row(&per, &tat[0].1);
