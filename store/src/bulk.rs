@@ -70,6 +70,10 @@ pub struct BulkReport {
     /// Streams begun by this load (sequence 1 written).
     pub streams: u64,
     pub seconds: f64,
+    /// Of those, the time the caller waited for the writer (the server was the bottleneck)
+    /// and the time the writer spent in `COPY`.
+    pub waited_seconds: f64,
+    pub copy_seconds: f64,
     /// The hash of the last event pushed (all zeros when nothing was).
     pub last_hash: [u8; 32],
 }
@@ -109,6 +113,8 @@ pub struct BulkAppender {
     streams: u64,
     last_hash: [u8; 32],
     started: Instant,
+    waited: std::time::Duration,
+    copy_nanos: Arc<AtomicU64>,
 }
 
 impl BulkAppender {
@@ -120,10 +126,12 @@ impl BulkAppender {
     pub fn with_chunk_rows(log: &EventLog, actor: &str, chunk_rows: usize) -> Self {
         let (sender, receiver) = mpsc::channel::<String>(2);
         let written = Arc::new(AtomicU64::new(0));
+        let copy_nanos = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn(write_chunks(
             log.pool().clone(),
             receiver,
             Arc::clone(&written),
+            Arc::clone(&copy_nanos),
         ));
         Self {
             log: log.clone(),
@@ -140,6 +148,8 @@ impl BulkAppender {
             streams: 0,
             last_hash: GENESIS,
             started: Instant::now(),
+            waited: std::time::Duration::ZERO,
+            copy_nanos,
         }
     }
 
@@ -310,7 +320,12 @@ impl BulkAppender {
         );
         self.rows = 0;
         let sent = match &self.sender {
-            Some(sender) => sender.send(chunk).await.is_ok(),
+            Some(sender) => {
+                let waiting = Instant::now();
+                let sent = sender.send(chunk).await.is_ok();
+                self.waited += waiting.elapsed();
+                sent
+            }
             None => false,
         };
         if sent {
@@ -347,6 +362,8 @@ impl BulkAppender {
             events: self.written.load(Ordering::Relaxed),
             streams: self.streams,
             seconds: self.started.elapsed().as_secs_f64(),
+            waited_seconds: self.waited.as_secs_f64(),
+            copy_seconds: self.copy_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             last_hash: self.last_hash,
         })
     }
@@ -356,9 +373,11 @@ async fn write_chunks(
     pool: sqlx::PgPool,
     mut chunks: mpsc::Receiver<String>,
     written: Arc<AtomicU64>,
+    copy_nanos: Arc<AtomicU64>,
 ) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     while let Some(chunk) = chunks.recv().await {
+        let started = Instant::now();
         let rows = chunk.bytes().filter(|b| *b == b'\n').count() as u64;
         let mut copy = conn.copy_in_raw(COPY_SQL).await?;
         if let Err(error) = copy.send(chunk.into_bytes()).await {
@@ -367,6 +386,7 @@ async fn write_chunks(
         }
         copy.finish().await?;
         written.fetch_add(rows, Ordering::Relaxed);
+        copy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -191,6 +191,9 @@ pub struct Report {
     pub events: u64,
     pub streams: u64,
     pub seconds: f64,
+    /// Of `seconds`: waiting for the database, and the database's time in `COPY`.
+    pub waited_seconds: f64,
+    pub copy_seconds: f64,
     /// Events by aggregate type.
     pub by_type: BTreeMap<&'static str, u64>,
     /// The hash of the last event written (equal for equal seeds and `--today`).
@@ -253,6 +256,8 @@ pub fn dry_run(seed: u64, scale: Scale, today: Date) -> Result<Report> {
         events: by_type.values().sum(),
         streams,
         seconds: started.elapsed().as_secs_f64(),
+        waited_seconds: 0.0,
+        copy_seconds: 0.0,
         by_type,
         last_hash: [0; 32],
     })
@@ -368,6 +373,8 @@ pub async fn generate(
         events: done.events,
         streams: done.streams,
         seconds: done.seconds,
+        waited_seconds: done.waited_seconds,
+        copy_seconds: done.copy_seconds,
         by_type,
         last_hash: done.last_hash,
     })
@@ -462,7 +469,9 @@ pub async fn run_cli(log: Option<&EventLog>, args: GenerateArgs) -> Result<ExitC
     println!("  {}", types.join(", "));
     if !args.dry_run {
         println!(
-            "  последний хеш / last hash: {}",
+            "  COPY {:.1} с, ожидание базы / waiting for the database {:.1} с; последний хеш / last hash: {}",
+            report.copy_seconds,
+            report.waited_seconds,
             hex::encode(report.last_hash)
         );
     }

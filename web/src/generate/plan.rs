@@ -746,7 +746,7 @@ impl World {
                     on
                 })
                 .collect();
-            let directory = super::vyzov::directory(seed, scale, code, name, &municipalities, t);
+            let directory = super::vyzov::directory(seed, code, name, &municipalities, t);
             cases.extend(slots(index, &mix));
             regions.push(RegionPlan {
                 code: code.clone(),

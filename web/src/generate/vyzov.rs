@@ -30,7 +30,7 @@ use super::plan::{
     CaseSlot, Institution, Municipality, Org, PreventedIn, RegionPlan, Service, Slot, Stay,
     Targets, World, AID_FROM, BASELINE, HISTORY_START, MIDPOINT, YEAR_2025,
 };
-use super::{AnyEvent, Planned, Scale, NAMESPACE};
+use super::{AnyEvent, Planned, NAMESPACE};
 
 const CASE: u64 = 0x4341_5345;
 const DIRECTORY: u64 = 0x4449_5245;
@@ -85,7 +85,6 @@ const NICKNAMES: [&str; 12] = [
 /// places each), its «Дети в семье» services with the seed's specialists, a consilium.
 pub fn directory(
     seed: u64,
-    scale: Scale,
     code: &RegionCode,
     region_name: &str,
     municipalities: &[Municipality],
@@ -178,9 +177,8 @@ pub fn directory(
             }
         })
         .collect();
-    let with_ngo = scale == Scale::National || t.baseline > 0;
     Directory {
-        ngo: with_ngo.then_some(ngo),
+        ngo: Some(ngo),
         consilium: Some(consilium),
         institutions,
         services,
@@ -581,7 +579,6 @@ pub fn case_events(world: &World, index: usize) -> Vec<Planned> {
                     world,
                     region,
                     &mut rng,
-                    id,
                     family,
                     municipality,
                     opened,
@@ -652,7 +649,6 @@ pub fn case_events(world: &World, index: usize) -> Vec<Planned> {
                     world,
                     region,
                     &mut rng,
-                    id,
                     family,
                     municipality,
                     start,
@@ -660,8 +656,6 @@ pub fn case_events(world: &World, index: usize) -> Vec<Planned> {
                     &mut pending,
                 );
             }
-        } else if matches!(slot, Slot::Accompanied { .. }) {
-            // A region without services has no accompaniment to record.
         }
     }
     // Aid decided by a consilium: the NGO operator is asked for it.
@@ -675,7 +669,6 @@ pub fn case_events(world: &World, index: usize) -> Vec<Planned> {
                 world,
                 region,
                 &mut rng,
-                id,
                 family,
                 municipality,
                 on,
@@ -730,7 +723,6 @@ fn aid_request(
     world: &World,
     region: &RegionPlan,
     rng: &mut StdRng,
-    case: Uuid,
     family: Uuid,
     municipality: Uuid,
     from: Date,
@@ -761,7 +753,6 @@ fn aid_request(
             ],
         ),
     };
-    let _ = case;
     pending.push(AidRequestFacts {
         on,
         family,
