@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use opora_domain::aid::AidEvent;
 use opora_domain::case::{CaseEvent, CaseState};
 use opora_domain::weekly::WeeklyEvent;
 use time::macros::date;
@@ -47,6 +48,30 @@ fn the_pilot_holds_seed_004s_figures() {
         assert!(t.midpoint < t.baseline, "region {code} falls");
     }
     assert!(f["24"].baseline > 4_500, "Красноярский край");
+    // Aid by the end of Q3 2025 (seed 004: almost 60 million rubles, more than 600 families,
+    // 1,600 children).
+    let (mut families, mut kopecks) = (HashMap::new(), 0_i64);
+    let end_q3 = date!(2025 - 09 - 30);
+    for i in 0..world.cases.len() {
+        for p in world.render(Entity::Case(i as u32)) {
+            match p.event {
+                AnyEvent::Aid(AidEvent::AidRequested(facts)) if facts.on <= end_q3 => {
+                    families.entry(facts.family).or_insert(facts.children);
+                }
+                AnyEvent::Aid(AidEvent::AidDelivered(d)) if d.on <= end_q3 => {
+                    kopecks += d.amount.kopecks()
+                }
+                _ => {}
+            }
+        }
+    }
+    let children: u64 = families.values().map(|c| u64::from(*c)).sum();
+    assert!((600..=720).contains(&families.len()), "{}", families.len());
+    assert!((1_500..=2_000).contains(&children), "{children}");
+    assert!(
+        (4_500_000_000..=7_000_000_000).contains(&kopecks),
+        "{kopecks}"
+    );
     // The same figures with another seed and another today: the dates move, the totals hold.
     let other = figures(&World::new(77, Scale::Pilot, date!(2025 - 10 - 02)).unwrap());
     assert_eq!(total(&other, |t| t.baseline), 21_152);

@@ -574,7 +574,7 @@ pub fn case_events(world: &World, index: usize) -> Vec<Planned> {
                     "Помещение в учреждение предотвращено",
                 ));
             }
-            if rng.gen_bool(0.10) {
+            if rng.gen_bool(0.02) {
                 aid_request(
                     world,
                     region,
@@ -644,7 +644,7 @@ pub fn case_events(world: &World, index: usize) -> Vec<Planned> {
                     "Сопровождение семьи завершено",
                 ));
             }
-            if !placed_now && matches!(slot, Slot::Accompanied { .. }) && rng.gen_bool(0.06) {
+            if !placed_now && matches!(slot, Slot::Accompanied { .. }) && rng.gen_bool(0.013) {
                 aid_request(
                     world,
                     region,
@@ -664,7 +664,7 @@ pub fn case_events(world: &World, index: usize) -> Vec<Planned> {
             decision,
             AidDecision::MaterialAid | AidDecision::MaterialAndServices
         );
-        if material && on >= AID_FROM && rng.gen_bool(0.10) {
+        if material && on >= AID_FROM && rng.gen_bool(0.021) {
             aid_request(
                 world,
                 region,
@@ -753,7 +753,7 @@ fn aid_request(
             ],
         ),
     };
-    pending.push(AidRequestFacts {
+    let first = AidRequestFacts {
         on,
         family,
         region: region.code.clone(),
@@ -771,8 +771,22 @@ fn aid_request(
         form_other: None,
         description: None,
         amount: None,
-        children: weighted(rng, &[(1_u16, 40), (2, 30), (3, 18), (4, 8), (5, 4)]),
-    });
+        children: weighted(rng, &[(1_u16, 20), (2, 30), (3, 25), (4, 15), (5, 10)]),
+    };
+    // Two families in five ask again for something else (seed 004: about 100,000 rubles
+    // per family).
+    let again = first.on + Duration::days(rng.gen_range(20..90));
+    if rng.gen_bool(0.4) && again <= world.last_day {
+        let (form, ..) = AID_FORMS[weighted(rng, &forms)];
+        pending.push(first.clone());
+        pending.push(AidRequestFacts {
+            on: again,
+            form,
+            ..first
+        });
+    } else {
+        pending.push(first);
+    }
 }
 
 /// The aid requests decided for `case`: requested → approved (or refused) → delivered once
