@@ -95,9 +95,11 @@ impl Mix {
             0..=5 => ("/monitoring/vyzov".into(), false),
             6..=9 => (format!("/monitoring/vyzov?na={}", day(1)), true),
             10..=11 => {
+                // As known on K: a date on or before K, K on or after the baseline.
                 let (a, b) = (day(1), day(2));
+                let known = a.max(b).max(time::macros::date!(2024 - 07 - 01));
                 (
-                    format!("/monitoring/vyzov?na={}&izvestno={}", a.min(b), a.max(b)),
+                    format!("/monitoring/vyzov?na={}&izvestno={known}", a.min(b)),
                     true,
                 )
             }

@@ -19,6 +19,7 @@ dash-download = Download the table
 dash-sheet = Vyzov
 dash-bad-date = { $field }: «{ $value }» is not a date. Write it as DD.MM.YYYY.
 dash-period-reversed = The period starts after it ends. Swap the dates.
+dash-known-too-early = «Known on» is the day whose knowledge is shown: it cannot be before the baseline (01.07.2024), the date or the end of the period. Choose a later «known on» date, or earlier dates.
 dash-bad-table = No such table. Use tablica = progress, vybytie, rabota, pomoshch or dinamika and format = csv or xlsx.
 dash-h-progress = Children in institutions and the −25 % target
 dash-h-vybytie = Exits and prevention in the period

@@ -36,6 +36,27 @@ pub trait Projection: Send + Sync {
         true
     }
 
+    /// The aggregate types whose events the projection folds (`None`: every event). The
+    /// runner then reads only those, passing over the rest with the checkpoint.
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// The fold a rebuild runs instead of this one, if it has a faster one: the fresh tables
+    /// are read by nobody until the swap, and a rebuild that stops half-way is started
+    /// over, so it may keep state in memory across batches and write it in [`finish`].
+    ///
+    /// [`finish`]: Projection::finish
+    fn bulk(&self) -> Option<Box<dyn Projection>> {
+        None
+    }
+
+    /// Writes what a [`bulk`](Projection::bulk) fold kept in memory; a rebuild calls it in
+    /// the swap's transaction, after the last batch.
+    async fn finish(&self, _conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+
     /// Applies `events` (in log order, all after the checkpoint) to the read model. Runs in
     /// the batch's transaction with `search_path` set to the schema being written (the live
     /// one, or a fresh copy during a rebuild), so table names are written unqualified.
@@ -68,7 +89,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(aid::AidProjection),
         Arc::new(weekly::WeeklyProjection),
         Arc::new(signals::SignalsProjection),
-        Arc::new(vyzov::VyzovProjection),
+        Arc::new(vyzov::VyzovProjection::default()),
         Arc::new(zastupnik::ZastupnikProjection),
         Arc::new(stream_head::StreamHead),
     ]

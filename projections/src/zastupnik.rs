@@ -137,6 +137,10 @@ impl Projection for ZastupnikProjection {
         "zastupnik"
     }
 
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["WeeklyReport", "WeeklyImport", "Signal"])
+    }
+
     async fn apply(
         &self,
         conn: &mut PgConnection,

@@ -119,6 +119,50 @@ pub async fn read_after(
     .await
 }
 
+/// As [`read_after`] for a reader that wants only events of some aggregate types: the next
+/// `limit` events of finished transactions are passed over, and those of `types` among them
+/// returned, with the position of the last event passed over and how many were passed
+/// (`None`: nothing new). The second statement sees every event up to that position, as the
+/// first did: they are all below the first statement's snapshot xmin.
+pub async fn read_window(
+    conn: &mut PgConnection,
+    after: LogPosition,
+    limit: i64,
+    types: &[&str],
+) -> Result<(Vec<RecordedEvent>, Option<(LogPosition, i64)>), sqlx::Error> {
+    let end: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT tx_id, position, count(*) OVER () FROM ( \
+            SELECT tx_id, position FROM event \
+             WHERE (tx_id, position) > ($1, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+             ORDER BY tx_id, position LIMIT $3) AS passed \
+          ORDER BY tx_id DESC, position DESC LIMIT 1",
+    )
+    .bind(after.tx_id)
+    .bind(after.position)
+    .bind(limit)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((tx_id, position, passed)) = end else {
+        return Ok((Vec::new(), None));
+    };
+    let events = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM event \
+          WHERE (tx_id, position) > ($1, $2) AND (tx_id, position) <= ($3, $4) \
+            AND aggregate_type = ANY($5) \
+          ORDER BY tx_id, position"
+    ))
+    .bind(after.tx_id)
+    .bind(after.position)
+    .bind(tx_id)
+    .bind(position)
+    .bind(types)
+    .try_map(recorded_event)
+    .fetch_all(conn)
+    .await?;
+    Ok((events, Some((LogPosition { tx_id, position }, passed))))
+}
+
 /// The last committed event in log order, as this statement's snapshot sees it.
 pub async fn head(conn: &mut PgConnection) -> Result<Option<LogPosition>, sqlx::Error> {
     let row: Option<(i64, i64)> = sqlx::query_as(

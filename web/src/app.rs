@@ -60,6 +60,8 @@ pub struct AppState {
     pub cases: Arc<CommandBus<ChildCase>>,
     /// «Заступник»: signals, registrations and the ingestion clients' rate limits.
     pub ingest: Arc<crate::ingest::Ingest>,
+    /// «Вызов» dashboard figures already read (valid until the projection writes).
+    pub figures: Arc<opora_projections::vyzov::FigureCache>,
 }
 
 pub struct Application;
@@ -88,6 +90,7 @@ impl Application {
             persons: Arc::new(CommandBus::new(log.clone(), ())),
             cases: Arc::new(CommandBus::new(log.clone(), ())),
             ingest: Arc::new(crate::ingest::Ingest::new(&log)),
+            figures: Arc::default(),
             vault,
             config: Arc::new(config),
             rules: RuleTable::new(rules),

@@ -21,6 +21,10 @@ use crate::fixtures::*;
 /// Counts events per stream and refuses any event that is not the next of its stream: a
 /// skipped event, a double, or a reordering makes it fail.
 struct Probe {
+    /// The projection's name and schema.
+    name: &'static str,
+    /// The aggregate types it reads (None: every event).
+    types: Option<&'static [&'static str]>,
     /// Stall (as a killed process would) when this many events have been applied overall.
     stall_after: Option<usize>,
     applied: AtomicUsize,
@@ -30,6 +34,8 @@ struct Probe {
 impl Probe {
     fn new() -> Self {
         Self {
+            name: "probe",
+            types: None,
             stall_after: None,
             applied: AtomicUsize::new(0),
             stalled: Arc::new(Notify::new()),
@@ -59,7 +65,11 @@ async fn wait_until_visible(pool: &PgPool, events: i64) {
 #[async_trait]
 impl Projection for Probe {
     fn name(&self) -> &'static str {
-        "probe"
+        self.name
+    }
+
+    fn aggregate_types(&self) -> Option<&'static [&'static str]> {
+        self.types
     }
 
     async fn apply(
@@ -102,24 +112,26 @@ impl Projection for Probe {
     }
 }
 
-async fn install_probe(pool: &PgPool) {
+async fn install_probe(pool: &PgPool, name: &str) {
     for statement in [
-        "CREATE SCHEMA probe",
-        "CREATE TABLE probe.stream_count (aggregate_type text, aggregate_id text, \
-           events bigint NOT NULL, last_sequence bigint NOT NULL, \
-           PRIMARY KEY (aggregate_type, aggregate_id))",
-        "INSERT INTO projection_checkpoint (name) VALUES ('probe')",
+        format!("CREATE SCHEMA {name}"),
+        format!(
+            "CREATE TABLE {name}.stream_count (aggregate_type text, aggregate_id text, \
+               events bigint NOT NULL, last_sequence bigint NOT NULL, \
+               PRIMARY KEY (aggregate_type, aggregate_id))"
+        ),
+        format!("INSERT INTO projection_checkpoint (name) VALUES ('{name}')"),
     ] {
-        sqlx::query(statement).execute(pool).await.unwrap();
+        sqlx::query(&statement).execute(pool).await.unwrap();
     }
 }
 
 type Counts = BTreeMap<(String, String), (i64, i64)>;
 
-async fn probe_rows(pool: &PgPool) -> Counts {
-    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, events, last_sequence FROM probe.stream_count",
-    )
+async fn probe_rows(pool: &PgPool, name: &str) -> Counts {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT aggregate_type, aggregate_id, events, last_sequence FROM {name}.stream_count"
+    ))
     .fetch_all(pool)
     .await
     .unwrap();
@@ -241,7 +253,7 @@ async fn slow_writer(pool: PgPool, writer: usize, appends: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_skip_no_double_with_eight_concurrent_writers() {
     let db = TestDb::with_pool_size(24).await;
-    install_probe(&db.pool).await;
+    install_probe(&db.pool, "probe").await;
     let regions = CommandBus::<Region>::new(db.log.clone(), ());
     for code in 10..15 {
         regions
@@ -262,7 +274,17 @@ async fn no_skip_no_double_with_eight_concurrent_writers() {
         },
     );
     let (stop, stopped) = watch::channel(false);
-    let tasks = runner.spawn(vec![Arc::new(Probe::new())], stopped);
+    // A second projection reads only the regions' events and passes over the rest.
+    install_probe(&db.pool, "probe_regions").await;
+    let regions_only = Probe {
+        name: "probe_regions",
+        types: Some(&["Region"]),
+        ..Probe::new()
+    };
+    let tasks = runner.spawn(
+        vec![Arc::new(Probe::new()), Arc::new(regions_only)],
+        stopped,
+    );
 
     for round in 0..12 {
         let mut writers = Vec::new();
@@ -277,9 +299,18 @@ async fn no_skip_no_double_with_eight_concurrent_writers() {
             writer.await.unwrap();
         }
         wait_until_caught_up(&db.pool, "probe").await;
-        let projected = probe_rows(&db.pool).await;
+        let projected = probe_rows(&db.pool, "probe").await;
         let replayed = replay(&db.pool).await;
         assert_eq!(projected, replayed, "round {round}");
+        wait_until_caught_up(&db.pool, "probe_regions").await;
+        let mut regions = replayed.clone();
+        regions.retain(|(t, _), _| t == "Region");
+        assert!(regions.len() >= 5 && regions.len() < replayed.len());
+        assert_eq!(
+            probe_rows(&db.pool, "probe_regions").await,
+            regions,
+            "round {round}: the region events, no other"
+        );
         let total: i64 = replayed.values().map(|(n, _)| n).sum();
         assert_eq!(total, 5 + (round as i64 + 1) * 8 * 12);
     }
@@ -292,7 +323,7 @@ async fn no_skip_no_double_with_eight_concurrent_writers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_killed_mid_batch_resumes_from_its_checkpoint() {
     let db = TestDb::new().await;
-    install_probe(&db.pool).await;
+    install_probe(&db.pool, "probe").await;
     let bus = CommandBus::<Region>::new(db.log.clone(), ());
     for code in 10..20 {
         let code = code.to_string();
@@ -351,12 +382,12 @@ async fn a_projection_killed_mid_batch_resumes_from_its_checkpoint() {
 
     // A new runner resumes and ends equal to a rebuild from scratch.
     runner.catch_up(&Probe::new()).await.unwrap();
-    let resumed = probe_rows(&db.pool).await;
+    let resumed = probe_rows(&db.pool, "probe").await;
     assert_eq!(resumed.values().map(|(n, _)| n).sum::<i64>(), 100);
     opora_projections::rebuild(&db.pool, &Probe::new(), 7)
         .await
         .unwrap();
-    assert_eq!(probe_rows(&db.pool).await, resumed);
+    assert_eq!(probe_rows(&db.pool, "probe").await, resumed);
     assert_eq!(resumed, replay(&db.pool).await);
 }
 

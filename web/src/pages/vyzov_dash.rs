@@ -152,13 +152,20 @@ fn date_param(tr: Tr, raw: Option<&str>, field: &str) -> Result<Option<Date>, Re
 }
 
 pub fn window(tr: Tr, query: &DashQuery, today: Date) -> Result<Window, Refusal> {
-    let at = date_param(tr, query.na.as_deref(), "dash-at")?.unwrap_or(today);
     let known = date_param(tr, query.izvestno.as_deref(), "dash-known")?;
+    // "As known on K" shows what the dashboard could show on K: by default, K itself.
+    let at = date_param(tr, query.na.as_deref(), "dash-at")?.unwrap_or(known.unwrap_or(today));
     let to = date_param(tr, query.po.as_deref(), "dash-to")?.unwrap_or(at);
     let from = date_param(tr, query.s.as_deref(), "dash-from")?
         .unwrap_or_else(|| to.replace_ordinal(1).unwrap_or(to));
     if from > to {
         return Err(Refusal::new(tr, "dash-period-reversed"));
+    }
+    if let Some(k) = known {
+        // On K the dashboard knew nothing recorded later, and showed no later date.
+        if k < BASELINE || at > k || to > k {
+            return Err(Refusal::new(tr, "dash-known-too-early"));
+        }
     }
     Ok(Window {
         at,
@@ -315,8 +322,14 @@ pub async fn dashboard(
     };
     let pool = state.log.pool();
     let days = window.days();
-    let figures = counters::region_figures(pool, &days, window.known).await?;
-    let aid = counters::aid_figures(pool, &[days[2], days[3]], window.known).await?;
+    let figures = state
+        .figures
+        .region_figures(pool, &days, window.known)
+        .await?;
+    let aid = state
+        .figures
+        .aid_figures(pool, &[days[2], days[3]], window.known)
+        .await?;
     let regions = regions_in(state, &scope).await?;
     let in_view: Vec<&RegionName> = match region {
         Some(code) => regions.iter().filter(|r| r.code == code).collect(),
@@ -408,7 +421,10 @@ pub async fn dashboard(
                 name: tr.t("dash-total-region"),
                 ..region_line(first)
             };
-            let munis = counters::municipality_figures(pool, code, &days[..4]).await?;
+            let munis = state
+                .figures
+                .municipality_figures(pool, code, &days[..4])
+                .await?;
             let names = sqlx::query(
                 "SELECT id, name FROM reference.municipality WHERE region_code = $1 ORDER BY name",
             )
