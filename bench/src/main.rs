@@ -685,6 +685,27 @@ async fn rebuild_dashboards(
         .fetch_one(&pool)
         .await?;
 
+    // Peak memory from here on: the rebuilds only, measured before the COPY baseline holds
+    // the log in memory (Linux: writing 5 resets VmHWM).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let batch = opora_projections::RunnerConfig::default().rebuild_batch_size;
+    let mut results = Vec::new();
+    let mut slowest = f64::INFINITY;
+    for name in ["vyzov", "zastupnik"] {
+        let Some(projection) = opora_projections::by_name(name) else {
+            continue;
+        };
+        let report = opora_projections::rebuild(&pool, projection.as_ref(), batch).await?;
+        let rate = report.events as f64 / report.seconds;
+        eprintln!(
+            "rebuild: {name} from {} events in {:.1} s ({rate:.0} events/s)",
+            report.events, report.seconds
+        );
+        slowest = slowest.min(rate);
+        results.push(json!({"projection": name, "events": report.events,
+            "seconds": round3(report.seconds), "events_per_s": rate.round()}));
+    }
+    let peak_mib = peak_rss_kb().map(|kb| kb as f64 / 1024.0);
     // Baseline: COPY of the same rows (the whole log, which a rebuild reads) into a table
     // with the same indexes.
     sqlx::query("DROP TABLE IF EXISTS event_copy")
@@ -721,26 +742,6 @@ async fn rebuild_dashboards(
     drop(conn);
     eprintln!("rebuild: COPY of {copied} rows took {copy_seconds:.1} s");
 
-    // Peak memory from here on: the rebuilds only (Linux: writing 5 resets VmHWM).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let batch = opora_projections::RunnerConfig::default().rebuild_batch_size;
-    let mut results = Vec::new();
-    let mut slowest = f64::INFINITY;
-    for name in ["vyzov", "zastupnik"] {
-        let Some(projection) = opora_projections::by_name(name) else {
-            continue;
-        };
-        let report = opora_projections::rebuild(&pool, projection.as_ref(), batch).await?;
-        let rate = report.events as f64 / report.seconds;
-        eprintln!(
-            "rebuild: {name} from {} events in {:.1} s ({rate:.0} events/s)",
-            report.events, report.seconds
-        );
-        slowest = slowest.min(rate);
-        results.push(json!({"projection": name, "events": report.events,
-            "seconds": round3(report.seconds), "events_per_s": rate.round()}));
-    }
-    let peak_mib = peak_rss_kb().map(|kb| kb as f64 / 1024.0);
     let baseline = copied as f64 / copy_seconds;
     pool.close().await;
     Ok(json!({

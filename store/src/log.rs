@@ -146,16 +146,20 @@ pub async fn read_window(
     let Some((tx_id, position, passed)) = end else {
         return Ok((Vec::new(), None));
     };
+    // The window is read along the global order (the LIMIT, exactly its size, makes the
+    // planner walk that index) and filtered as it goes; a plain `aggregate_type = ANY`
+    // would have it combine the stream index, scanning every event of those types.
     let events = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM event \
+        "SELECT * FROM (SELECT {COLUMNS} FROM event \
           WHERE (tx_id, position) > ($1, $2) AND (tx_id, position) <= ($3, $4) \
-            AND aggregate_type = ANY($5) \
-          ORDER BY tx_id, position"
+          ORDER BY tx_id, position LIMIT $5) AS passed \
+          WHERE aggregate_type = ANY($6)"
     ))
     .bind(after.tx_id)
     .bind(after.position)
     .bind(tx_id)
     .bind(position)
+    .bind(passed)
     .bind(types)
     .try_map(recorded_event)
     .fetch_all(conn)
