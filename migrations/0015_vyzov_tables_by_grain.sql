@@ -70,7 +70,7 @@ CREATE TABLE vyzov.region_known (
     LIKE vyzov.counters INCLUDING DEFAULTS,
     PRIMARY KEY (grain, region_code, eff, rec)
 );
-CREATE INDEX region_known_eff ON vyzov.region_known (grain, eff);
+CREATE INDEX region_known_eff ON vyzov.region_known (grain, eff, rec);
 CREATE INDEX region_known_rec ON vyzov.region_known (grain, rec);
 
 CREATE TABLE vyzov.aid_now (
@@ -98,7 +98,7 @@ CREATE TABLE vyzov.aid_known (
     LIKE vyzov.aid_counters INCLUDING DEFAULTS,
     PRIMARY KEY (grain, region_code, form, eff, rec)
 );
-CREATE INDEX aid_known_eff ON vyzov.aid_known (grain, eff);
+CREATE INDEX aid_known_eff ON vyzov.aid_known (grain, eff, rec);
 CREATE INDEX aid_known_rec ON vyzov.aid_known (grain, rec);
 
 -- The latest recording month seen: the *_known_month tables have rows up to it.

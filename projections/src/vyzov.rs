@@ -1223,15 +1223,15 @@ fn pieces_sql(tables: &Tables, key: &str, columns: &[&str], known: bool) -> Stri
             ""
         };
         let grain = grain.map_or(String::new(), |g| format!(" AND f.grain = {g}"));
-        let sums = columns
+        // Rows as they are, summed in Rust: PostgreSQL's sum(bigint) adds in numeric.
+        let values = columns
             .iter()
-            .map(|m| format!("{sign}sum(f.{m})::bigint AS {m}"))
+            .map(|m| format!("{sign}f.{m} AS {m}"))
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "SELECT {piece}::smallint AS piece, {key}, f.eff, {sums} FROM vyzov.{table} f \
-              WHERE ($3::text IS NULL OR f.region_code = $3){grain}{days}{rec} \
-              GROUP BY {key}, f.eff"
+            "SELECT {piece}::smallint AS piece, {key}, f.eff, {values} FROM vyzov.{table} f \
+              WHERE ($3::text IS NULL OR f.region_code = $3){grain}{days}{rec}"
         )
     };
     let mut parts = vec![
@@ -1286,27 +1286,34 @@ async fn by_date<K: std::hash::Hash + Eq + Clone>(
         .fetch_all(pool)
         .await?;
     let mut out: Vec<HashMap<K, Vec<i64>>> = vec![HashMap::new(); days.len()];
+    let months: Vec<Date> = days.iter().map(|d| month_start(*d)).collect();
     for row in rows {
         let piece: i16 = row.try_get("piece")?;
         let eff: Date = row.try_get("eff")?;
         let k = key(&row)?;
+        // The counters are the last columns (read by position: a name is a search).
+        let first = row.len() - columns.len();
         let mut values = Vec::with_capacity(columns.len());
-        for c in columns {
-            values.push(row.try_get::<i64, _>(*c)?);
+        for i in first..row.len() {
+            values.push(row.try_get::<i64, _>(i)?);
         }
-        for (i, &day) in days.iter().enumerate() {
-            let m = month_start(day);
+        for (i, (&day, &m)) in days.iter().zip(&months).enumerate() {
             let counts = if piece == 0 {
                 eff < m
             } else {
                 eff >= m && eff <= day
             };
-            if counts {
-                let slot = out[i]
-                    .entry(k.clone())
-                    .or_insert_with(|| vec![0; columns.len()]);
-                for (s, v) in slot.iter_mut().zip(&values) {
-                    *s += v;
+            if !counts {
+                continue;
+            }
+            match out[i].get_mut(&k) {
+                Some(slot) => {
+                    for (s, v) in slot.iter_mut().zip(&values) {
+                        *s += v;
+                    }
+                }
+                None => {
+                    out[i].insert(k.clone(), values.clone());
                 }
             }
         }
