@@ -563,10 +563,7 @@ impl CellTable {
     }
 
     fn add(&mut self, key: CellKey, amounts: &[i64]) {
-        let slot = self.rows.entry(key).or_insert([0; N]);
-        for (s, a) in slot.iter_mut().zip(amounts) {
-            *s += a;
-        }
+        add_to(&mut self.rows, key, amounts);
     }
 
     /// Adds every cell to its row (`ON CONFLICT … DO UPDATE SET v = v + EXCLUDED.v`), in
@@ -643,6 +640,20 @@ impl CellTable {
 }
 
 impl CellTable {
+    /// [`CellTable::write_or_copy`] with `copy`, otherwise [`CellTable::write`].
+    async fn put(
+        self,
+        conn: &mut PgConnection,
+        names: &Names,
+        copy: bool,
+    ) -> Result<(), ProjectionError> {
+        if copy {
+            self.write_or_copy(conn, names).await
+        } else {
+            self.write(conn, names).await
+        }
+    }
+
     /// Into an empty table (a rebuild's last write): COPY, in primary-key order, so that the
     /// rows a page reads together lie together. Otherwise [`CellTable::write`].
     async fn write_or_copy(
@@ -928,11 +939,7 @@ impl Cells {
                     CellTable::new("aid_known_month", AID_MONTH_KEYS, &AID_METRICS),
                 ),
             ] {
-                if copy {
-                    table.write_or_copy(conn, &self.names).await?;
-                } else {
-                    table.write(conn, &self.names).await?;
-                }
+                table.put(conn, &self.names, copy).await?;
             }
             sqlx::query(
                 "INSERT INTO horizon (rec_month) VALUES ($1) \
@@ -949,11 +956,7 @@ impl Cells {
             self.aid_now,
             self.aid_known,
         ] {
-            if copy {
-                table.write_or_copy(conn, &self.names).await?;
-            } else {
-                table.write(conn, &self.names).await?;
-            }
+            table.put(conn, &self.names, copy).await?;
         }
         sqlx::query(
             "INSERT INTO written (at) VALUES (clock_timestamp()) \
