@@ -84,33 +84,40 @@ struct Mix {
 }
 
 impl Mix {
-    /// A page to ask, and whether it names a date.
-    fn pick(&self, n: u64) -> (String, bool) {
+    /// A page to ask, and its kind (those naming a date end in `_na` or `_izvestno`).
+    fn pick(&self, n: u64) -> (String, &'static str) {
         // A cheap deterministic scramble of the request number.
         let r = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
         let days = (self.today - time::macros::date!(2024 - 01 - 01)).whole_days() as u64;
         let day = |salt: u64| self.today - time::Duration::days(((r ^ salt) % days.max(1)) as i64);
         let region = &self.regions[(r >> 8) as usize % self.regions.len().max(1)];
         match r % 20 {
-            0..=5 => ("/monitoring/vyzov".into(), false),
-            6..=9 => (format!("/monitoring/vyzov?na={}", day(1)), true),
+            0..=5 => ("/monitoring/vyzov".into(), "vyzov"),
+            6..=9 => (format!("/monitoring/vyzov?na={}", day(1)), "vyzov_na"),
             10..=11 => {
                 // As known on K: a date on or before K, K on or after the baseline.
                 let (a, b) = (day(1), day(2));
                 let known = a.max(b).max(time::macros::date!(2024 - 07 - 01));
                 (
                     format!("/monitoring/vyzov?na={}&izvestno={known}", a.min(b)),
-                    true,
+                    "vyzov_izvestno",
                 )
             }
-            12..=14 => (format!("/monitoring/vyzov/{region}?na={}", day(3)), true),
-            15..=17 => ("/monitoring/zastupnik".into(), false),
+            12..=14 => (
+                format!("/monitoring/vyzov/{region}?na={}", day(3)),
+                "vyzov_region_na",
+            ),
+            15..=17 => ("/monitoring/zastupnik".into(), "zastupnik"),
             _ => (
                 format!("/monitoring/zastupnik/{region}?na={}", day(4)),
-                true,
+                "zastupnik_region_na",
             ),
         }
     }
+}
+
+fn is_dated(kind: &str) -> bool {
+    kind.ends_with("_na") || kind.ends_with("_izvestno")
 }
 
 /// The session cookie of the analyst, signed in through the login form.
@@ -164,6 +171,8 @@ struct Step {
     p99: f64,
     p99_default: f64,
     p99_dated: f64,
+    /// p99 by kind of page.
+    p99_by_kind: std::collections::BTreeMap<&'static str, f64>,
     errors: u64,
 }
 
@@ -186,12 +195,12 @@ async fn step(
             Arc::clone(mix),
         );
         tasks.push(tokio::spawn(async move {
-            let mut samples: Vec<(f64, bool)> = Vec::new();
+            let mut samples: Vec<(f64, &'static str)> = Vec::new();
             let mut errors = 0_u64;
             let mut n = c as u64 * 1_000_003;
             while Instant::now() < until {
                 n += 1;
-                let (path, dated) = mix.pick(n);
+                let (path, kind) = mix.pick(n);
                 let t = Instant::now();
                 let ok = match http
                     .get(format!("{base}{path}"))
@@ -203,7 +212,7 @@ async fn step(
                     Err(_) => false,
                 };
                 if ok {
-                    samples.push((t.elapsed().as_secs_f64() * 1000.0, dated));
+                    samples.push((t.elapsed().as_secs_f64() * 1000.0, kind));
                 } else {
                     errors += 1;
                 }
@@ -219,10 +228,10 @@ async fn step(
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let sorted = |filter: &dyn Fn(bool) -> bool| {
+    let sorted = |filter: &dyn Fn(&str) -> bool| {
         let mut v: Vec<f64> = all
             .iter()
-            .filter(|(_, d)| filter(*d))
+            .filter(|(_, kind)| filter(kind))
             .map(|(ms, _)| *ms)
             .collect();
         v.sort_by(f64::total_cmp);
@@ -234,8 +243,15 @@ async fn step(
         rate: every.len() as f64 / elapsed,
         p50: percentile(&every, 0.5),
         p99: percentile(&every, 0.99),
-        p99_default: percentile(&sorted(&|d| !d), 0.99),
-        p99_dated: percentile(&sorted(&|d| d), 0.99),
+        p99_default: percentile(&sorted(&|k| !is_dated(k)), 0.99),
+        p99_dated: percentile(&sorted(&is_dated), 0.99),
+        p99_by_kind: all
+            .iter()
+            .map(|(_, kind)| *kind)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|kind| (kind, percentile(&sorted(&|k| k == kind), 0.99)))
+            .collect(),
         errors,
     })
 }
@@ -336,6 +352,7 @@ pub async fn pages(
              (today {:.1} ms, dated {:.1} ms), {} errors",
             s.rate, s.p50, s.p99, s.p99_default, s.p99_dated, s.errors
         );
+        eprintln!("pages:   p99 by page: {:?}", s.p99_by_kind);
         steps.push(s);
     }
     let mut best_baseline: f64 = 0.0;
@@ -348,7 +365,7 @@ pub async fn pages(
     let _ = tokio::time::timeout(Duration::from_secs(5), app).await;
     let within = steps
         .iter()
-        .filter(|s| s.p99 <= TARGET_MS && s.p99_dated <= AS_OF_TARGET_MS && s.errors == 0)
+        .filter(|s| s.p99_default <= TARGET_MS && s.p99_dated <= AS_OF_TARGET_MS && s.errors == 0)
         .max_by(|a, b| a.rate.total_cmp(&b.rate));
     let ours = within.map_or(0.0, |s| s.rate);
     pool.close().await;
@@ -360,7 +377,7 @@ pub async fn pages(
         "unit": "pages/s",
         "target_ratio": 0.12,
         "baseline_is": "single-row primary-key SELECTs through the same pool (8 connections), best of 1/2/4/8 clients",
-        "ours_is": "dashboard pages/s (closed loop, best of 1/2/4/8 clients) whose p99 is within 25 ms (and dated pages within 50 ms), no errors",
+        "ours_is": "dashboard pages/s (closed loop, best of 1/2/4/8 clients) at which the pages of today are within 25 ms at p99 and the pages of a chosen date (as of, as known on) within 50 ms, no errors",
         "events_in_log": events,
         "clients_at_ours": within.map(|s| s.clients),
         "steps": steps.iter().map(|s| json!({
@@ -370,6 +387,7 @@ pub async fn pages(
             "p99_ms": round3(s.p99),
             "p99_today_ms": round3(s.p99_default),
             "p99_dated_ms": round3(s.p99_dated),
+            "p99_ms_by_page": s.p99_by_kind.iter().map(|(k, v)| (k.to_string(), json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
             "errors": s.errors,
         })).collect::<Vec<_>>(),
         "server": version,

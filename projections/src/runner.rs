@@ -500,6 +500,13 @@ pub async fn rebuild(
     sqlx::query("SELECT set_config('search_path', 'public', true)")
         .execute(&mut *tx)
         .await?;
+    // Statistics before the first page reads the new tables: autovacuum would come later,
+    // and until then the planner guesses (a sequential scan of a table read by key).
+    for table in &tables {
+        sqlx::query(&format!("ANALYZE {next}.{}", identifier(table)?))
+            .execute(&mut *tx)
+            .await?;
+    }
     for statement in [
         format!("ALTER SCHEMA {live} RENAME TO {old}"),
         format!("ALTER SCHEMA {next} RENAME TO {live}"),

@@ -27,6 +27,9 @@ use uuid::Uuid;
 
 use crate::{Projection, ProjectionError};
 
+mod totals;
+pub use totals::FIRST_KNOWN_MONTH;
+
 /// The counters, in the order of their columns.
 pub const METRICS: [&str; N] = [
     "inst",
@@ -767,13 +770,15 @@ struct Cells {
     region_known: CellTable,
     /// Grain 2 before it is made cumulative (`rec` is the recording month).
     region_month: CellMap,
+    /// Days of the municipalities (grain 1).
     municipality: CellTable,
+    /// Months of the municipalities (grain 0), for `municipality_month`.
+    municipality_month: CellMap,
     aid_now: CellTable,
     aid_known: CellTable,
     aid_month: CellMap,
 }
 
-const REGION_MONTH_KEYS: &[&str] = &["rec", "region_code", "eff"];
 const AID_MONTH_KEYS: &[&str] = &["rec", "region_code", "form", "eff"];
 
 impl Cells {
@@ -783,7 +788,7 @@ impl Cells {
             region_now: CellTable::new("region_now", &["grain", "region_code", "eff"], &METRICS),
             region_known: CellTable::new(
                 "region_known",
-                &["grain", "region_code", "eff", "rec"],
+                &["grain", "rec", "eff", "region_code"],
                 &METRICS,
             ),
             region_month: CellMap::default(),
@@ -792,6 +797,7 @@ impl Cells {
                 &["grain", "region_code", "municipality", "eff"],
                 &METRICS,
             ),
+            municipality_month: CellMap::default(),
             aid_now: CellTable::new(
                 "aid_now",
                 &["grain", "region_code", "form", "eff"],
@@ -823,16 +829,19 @@ impl Cells {
             match grain {
                 2 => add_to(&mut self.region_month, key, &amounts),
                 3..=5 => self.region_known.add(key, &amounts),
+                // The late facts as known now are not read for regions (`region_late`).
+                6 | 7 => {}
                 _ => {
                     self.region_now.add(key, &amounts);
-                    if let (Some(m), 0 | 1) = (municipality, grain) {
-                        self.municipality.add(
-                            CellKey {
-                                municipality: m,
-                                ..key
-                            },
-                            &amounts,
-                        );
+                    if let Some(m) = municipality {
+                        let key = CellKey {
+                            municipality: m,
+                            ..key
+                        };
+                        match grain {
+                            0 => add_to(&mut self.municipality_month, key, &amounts),
+                            _ => self.municipality.add(key, &amounts),
+                        }
                     }
                 }
             }
@@ -882,12 +891,14 @@ impl Cells {
 
     /// Writes every cell; with `copy`, a table still empty is filled by COPY (a rebuild).
     async fn write_with(self, conn: &mut PgConnection, copy: bool) -> Result<(), ProjectionError> {
-        // Grain 2 is cumulative over recording months up to the horizon: new months are
-        // first carried forward from the horizon's, then a fact recorded in month R adds to
-        // every month from R to the (new) horizon.
+        // Grain 2 of aid is cumulative over recording months up to the horizon: new months
+        // are first carried forward from the horizon's, then a fact recorded in month R adds
+        // to every month from R to the (new) horizon. The regions' grain 2 goes into the
+        // running totals of `region_late` instead.
         let horizon: Option<Date> = sqlx::query_scalar("SELECT rec_month FROM horizon")
             .fetch_optional(&mut *conn)
-            .await?;
+            .await?
+            .flatten();
         let latest = self
             .region_month
             .keys()
@@ -898,52 +909,67 @@ impl Cells {
         if let (Some(from), Some(to)) = (horizon, new_horizon) {
             let mut month = add_months(from, 1);
             while month <= to {
-                for (table, keys, values) in [
-                    ("region_known_month", "region_code, eff", METRICS.join(", ")),
-                    (
-                        "aid_known_month",
-                        "region_code, form, eff",
-                        AID_METRICS.join(", "),
-                    ),
-                ] {
-                    sqlx::query(&format!(
-                        "INSERT INTO {table} (rec, {keys}, {values}) \
-                         SELECT $1, {keys}, {values} FROM {table} WHERE rec = $2"
-                    ))
-                    .bind(month)
-                    .bind(from)
-                    .execute(&mut *conn)
-                    .await?;
-                }
+                let values = AID_METRICS.join(", ");
+                sqlx::query(&format!(
+                    "INSERT INTO aid_known_month (rec, region_code, form, eff, {values}) \
+                     SELECT $1, region_code, form, eff, {values} FROM aid_known_month \
+                      WHERE rec = $2"
+                ))
+                .bind(month)
+                .bind(from)
+                .execute(&mut *conn)
+                .await?;
                 month = add_months(month, 1);
             }
         }
         if let Some(to) = new_horizon {
-            let cumulative = |cells: &CellMap, mut table: CellTable| {
-                for (key, amounts) in cells {
-                    let mut month = key.rec;
-                    while month <= to {
-                        table.add(CellKey { rec: month, ..*key }, amounts);
-                        month = add_months(month, 1);
-                    }
+            let mut table = CellTable::new("aid_known_month", AID_MONTH_KEYS, &AID_METRICS);
+            for (key, amounts) in &self.aid_month {
+                let mut month = key.rec;
+                while month <= to {
+                    table.add(CellKey { rec: month, ..*key }, amounts);
+                    month = add_months(month, 1);
                 }
-                table
-            };
-            for table in [
-                cumulative(
-                    &self.region_month,
-                    CellTable::new("region_known_month", REGION_MONTH_KEYS, &METRICS),
-                ),
-                cumulative(
-                    &self.aid_month,
-                    CellTable::new("aid_known_month", AID_MONTH_KEYS, &AID_METRICS),
-                ),
-            ] {
-                table.put(conn, &self.names, copy).await?;
             }
+            table.put(conn, &self.names, copy).await?;
+            totals::late(conn, &self.names, &self.region_month, horizon, to, copy).await?;
             sqlx::query(
                 "INSERT INTO horizon (rec_month) VALUES ($1) \
                  ON CONFLICT (one) DO UPDATE SET rec_month = EXCLUDED.rec_month",
+            )
+            .bind(to)
+            .execute(&mut *conn)
+            .await?;
+        }
+        // The running totals as known now, up to the latest effective day.
+        let old_day: Option<Date> = sqlx::query_scalar("SELECT day FROM horizon")
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+        let days: CellMap = self
+            .region_now
+            .rows
+            .iter()
+            .filter(|(k, _)| k.grain == 1)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        if let Some(to) = old_day.max(days.keys().map(|k| k.eff).max()) {
+            totals::REGION_DAY
+                .add(conn, &self.names, &days, old_day, to, copy)
+                .await?;
+            totals::MUNICIPALITY_MONTH
+                .add(
+                    conn,
+                    &self.names,
+                    &self.municipality_month,
+                    old_day,
+                    to,
+                    copy,
+                )
+                .await?;
+            sqlx::query(
+                "INSERT INTO horizon (day) VALUES ($1) \
+                 ON CONFLICT (one) DO UPDATE SET day = EXCLUDED.day",
             )
             .bind(to)
             .execute(&mut *conn)
@@ -1016,6 +1042,11 @@ impl Projection for VyzovProjection {
         let mut bulk = bulk.lock().await;
         let cells = std::mem::replace(&mut bulk.cells, Cells::new());
         cells.write_with(conn, true).await?;
+        // Most of region_known was written in batches, in no order: put it in its key's
+        // (recording) order, in which a page as known on K reads it (migration 0016).
+        sqlx::query("CLUSTER region_known USING region_known_pkey")
+            .execute(&mut *conn)
+            .await?;
         let tracks: Vec<_> = bulk.tracks.drain().collect();
         for chunk in tracks.chunks(20_000) {
             write_tracks(conn, chunk.iter().map(|(k, t)| (k, t))).await?;
@@ -1197,11 +1228,6 @@ struct Tables {
     known: &'static str,
 }
 
-const REGION: Tables = Tables {
-    now: "region_now",
-    month: "region_known_month",
-    known: "region_known",
-};
 const AID: Tables = Tables {
     now: "aid_now",
     month: "aid_known_month",
@@ -1269,21 +1295,8 @@ async fn by_date<K: std::hash::Hash + Eq + Clone>(
     columns: &[&str],
     key: impl Fn(&sqlx::postgres::PgRow) -> Result<K, sqlx::Error>,
 ) -> Result<Vec<HashMap<K, Vec<i64>>>, sqlx::Error> {
-    let mut needed: Vec<Date> = Vec::new();
-    for &day in days {
-        let mut d = month_start(day);
-        while d <= day {
-            needed.push(d);
-            match d.next_day() {
-                Some(next) => d = next,
-                None => break,
-            }
-        }
-    }
-    needed.sort();
-    needed.dedup();
     let rows = sqlx::query(sql)
-        .bind(&needed)
+        .bind(days_of_months(days))
         .bind(known)
         .bind(region)
         .fetch_all(pool)
@@ -1324,19 +1337,6 @@ async fn by_date<K: std::hash::Hash + Eq + Clone>(
     Ok(out)
 }
 
-fn to_counters<K>(maps: Vec<HashMap<K, Vec<i64>>>) -> Vec<HashMap<K, Counters>>
-where
-    K: std::hash::Hash + Eq,
-{
-    maps.into_iter()
-        .map(|m| {
-            m.into_iter()
-                .map(|(k, v)| (k, std::array::from_fn(|i| v.get(i).copied().unwrap_or(0))))
-                .collect()
-        })
-        .collect()
-}
-
 /// Figures the dashboards have read, kept while the projection has not written since
 /// (`vyzov.written`): a page asked again costs one primary-key read. At most [`CACHED`]
 /// answers (a few hundred kilobytes each at most); full, it starts again.
@@ -1349,7 +1349,7 @@ pub const CACHED: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Question {
-    Regions(Vec<Date>, Option<Date>),
+    Regions(Vec<Date>, Option<Date>, Option<String>),
     Aid(Vec<Date>, Option<Date>),
     Municipalities(String, Vec<Date>),
 }
@@ -1403,17 +1403,18 @@ impl FigureCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`region_figures`], kept.
+    /// [`region_figures_of`], kept.
     pub async fn region_figures(
         &self,
         pool: &PgPool,
         days: &[Date],
         known: Option<Date>,
+        region: Option<&str>,
     ) -> Result<std::sync::Arc<RegionFigures>, sqlx::Error> {
-        let question = Question::Regions(days.to_vec(), known);
+        let question = Question::Regions(days.to_vec(), known, region.map(str::to_owned));
         let read = async {
             Ok(Answer::Regions(std::sync::Arc::new(
-                region_figures(pool, days, known).await?,
+                region_figures_of(pool, days, known, region).await?,
             )))
         };
         match self.answer(pool, question, read).await? {
@@ -1468,31 +1469,230 @@ pub async fn region_figures(
     days: &[Date],
     known: Option<Date>,
 ) -> Result<Vec<HashMap<String, Counters>>, sqlx::Error> {
-    let sql = pieces_sql(&REGION, "f.region_code", &METRICS, known.is_some());
-    let maps = by_date(pool, &sql, days, known, None, &METRICS, |row| {
-        row.try_get("region_code")
-    })
-    .await?;
-    Ok(to_counters(maps))
+    region_figures_of(pool, days, known, None).await
 }
 
-/// As [`region_figures`], per municipality of one region, as known now.
+/// As [`region_figures`], of one region only (`region`), or of all.
+///
+/// As known now, a day's figures are one row of `region_day` (the running totals up to it,
+/// the horizon's for a later day). As known on K (for days D up to K only: see [`grains`]),
+/// the late facts effective on D or before and recorded after K are taken off: whole months
+/// before D's and recorded after K's from `region_late`; recorded in the days of K's month
+/// after K from grain 3 (effective before D's month) and 5 (in D's month up to D); recorded
+/// in the months after K's and effective in D's month up to D from grain 4 (for a day late in
+/// its month: whole months up to the next, less the days after D). K must be on or
+/// after [`FIRST_KNOWN_MONTH`] (the dashboard's baseline; `region_late` starts there).
+pub async fn region_figures_of(
+    pool: &PgPool,
+    days: &[Date],
+    known: Option<Date>,
+    region: Option<&str>,
+) -> Result<Vec<HashMap<String, Counters>>, sqlx::Error> {
+    if known.is_some_and(|k| k < FIRST_KNOWN_MONTH) {
+        return Err(sqlx::Error::Protocol(format!(
+            "figures as known on a day before {FIRST_KNOWN_MONTH} are not kept"
+        )));
+    }
+    let values = |sign: &str| {
+        METRICS
+            .iter()
+            .map(|m| format!("{sign}f.{m}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let in_region = "($2::text IS NULL OR f.region_code = $2)";
+    // piece 0: a row for the asked day a.i (its index); pieces 1 and 2: late rows, each
+    // counted for the asked days whose window holds it (see `Window`).
+    let mut sql = format!(
+        "SELECT 0::smallint AS piece, a.i::int AS i, f.region_code, f.day AS eff, {v} \
+           FROM unnest($1::date[]) WITH ORDINALITY AS a(day, i) \
+           JOIN vyzov.region_day f \
+             ON f.day = LEAST(a.day, (SELECT day FROM vyzov.horizon)) \
+          WHERE {in_region}",
+        v = values("")
+    );
+    // The late facts' part by whole effective months ends at D's month, or, for a day in
+    // the second half of its month, at the next month less the days after D: fewer days
+    // to read either way (a period that starts on the 1st asks the last day of a month).
+    let windows: Vec<Window> = days
+        .iter()
+        .map(|&day| {
+            let month = month_start(day);
+            let next = add_months(month, 1);
+            if known.is_some() && (day - month) > (next - day) {
+                Window {
+                    bound: next,
+                    from: day + Duration::days(1),
+                    to: next - Duration::days(1),
+                    sign: -1,
+                }
+            } else {
+                Window::to(day)
+            }
+        })
+        .collect();
+    if known.is_some() {
+        let mk = "date_trunc('month', $3::date)::date";
+        let next = format!("({mk} + interval '1 month')::date");
+        sql.push_str(&format!(
+            " UNION ALL \
+             SELECT 0::smallint, a.i::int, f.region_code, f.em, {v} \
+               FROM unnest($5::date[]) WITH ORDINALITY AS a(bound, i) \
+               JOIN vyzov.region_late f ON f.rm = {mk} \
+                AND f.em = LEAST(a.bound, \
+                                 ((SELECT rec_month FROM vyzov.horizon) + interval '1 month')::date) \
+              WHERE {in_region} \
+             UNION ALL \
+             SELECT 1::smallint, 0, f.region_code, f.eff, {sums} FROM vyzov.region_known f \
+              WHERE f.grain = 3 AND f.rec > $3 AND f.rec < {next} AND {in_region} \
+              GROUP BY f.region_code, f.eff \
+             UNION ALL \
+             SELECT 2::smallint, 0, f.region_code, f.eff, {sums} FROM vyzov.region_known f \
+              WHERE f.eff = ANY($4) AND {in_region} \
+                AND (f.grain = 5 AND f.rec > $3 AND f.rec < {next} \
+                     OR f.grain = 4 AND f.rec >= {next}) \
+              GROUP BY f.region_code, f.eff",
+            v = values("-"),
+            // Thousands of rows of a month's days, summed here into one per region and
+            // day: fewer rows to send and decode.
+            sums = METRICS
+                .iter()
+                .map(|m| format!("-sum(f.{m})::bigint"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    // The days the windows read one by one (pieces 2).
+    let mut needed: Vec<Date> = Vec::new();
+    if known.is_some() {
+        for w in &windows {
+            let mut d = w.from;
+            while d <= w.to {
+                needed.push(d);
+                d += Duration::days(1);
+            }
+        }
+        needed.sort();
+        needed.dedup();
+    }
+    let bounds: Vec<Date> = windows.iter().map(|w| w.bound).collect();
+    let rows = sqlx::query(&sql)
+        .bind(days)
+        .bind(region)
+        .bind(known)
+        .bind(&needed)
+        .bind(&bounds)
+        .fetch_all(pool)
+        .await?;
+    add_pieces(rows, &windows, |row| row.try_get(2))
+}
+
+/// How the rows of pieces 1 and 2 count for an asked day D: piece 1 (whole effective months)
+/// for effective months before `bound`; piece 2 (effective days) from `from` to `to`, with
+/// `sign` (−1: the days after D in D's month, taken off whole months up to the next).
+struct Window {
+    bound: Date,
+    from: Date,
+    to: Date,
+    sign: i64,
+}
+
+impl Window {
+    /// The months before D's and the days of D's month up to D.
+    fn to(day: Date) -> Self {
+        let month = month_start(day);
+        Window {
+            bound: month,
+            from: month,
+            to: day,
+            sign: 1,
+        }
+    }
+}
+
+/// The days of the months of `days` up to each of them.
+fn days_of_months(days: &[Date]) -> Vec<Date> {
+    let mut needed: Vec<Date> = Vec::new();
+    for &day in days {
+        let mut d = month_start(day);
+        while d <= day {
+            needed.push(d);
+            match d.next_day() {
+                Some(next) => d = next,
+                None => break,
+            }
+        }
+    }
+    needed.sort();
+    needed.dedup();
+    needed
+}
+
+/// Sums rows `(piece, i, key, eff, counters…)` for each asked day's window: piece 0 counts
+/// for the day `i` (from 1); pieces 1 and 2 as [`Window`] says.
+fn add_pieces<K: std::hash::Hash + Eq + Clone>(
+    rows: Vec<sqlx::postgres::PgRow>,
+    windows: &[Window],
+    key: impl Fn(&sqlx::postgres::PgRow) -> Result<K, sqlx::Error>,
+) -> Result<Vec<HashMap<K, Counters>>, sqlx::Error> {
+    let mut out: Vec<HashMap<K, Counters>> = vec![HashMap::new(); windows.len()];
+    let first = 4;
+    for row in rows {
+        let piece: i16 = row.try_get(0)?;
+        let i: i32 = row.try_get(1)?;
+        let k = key(&row)?;
+        let eff: Date = row.try_get(3)?;
+        let mut values = [0; N];
+        for (m, v) in values.iter_mut().enumerate() {
+            *v = row.try_get::<i64, _>(first + m)?;
+        }
+        for (n, w) in windows.iter().enumerate() {
+            let sign = match piece {
+                0 if i64::from(i) == n as i64 + 1 => 1,
+                1 if eff < w.bound => 1,
+                2 if eff >= w.from && eff <= w.to => w.sign,
+                _ => continue,
+            };
+            let slot = out[n].entry(k.clone()).or_insert([0; N]);
+            for (s, v) in slot.iter_mut().zip(&values) {
+                *s += sign * v;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// As [`region_figures`], per municipality of one region, as known now: the running totals
+/// of the month before each day's (`municipality_month`), and the days of its month up to
+/// it.
 pub async fn municipality_figures(
     pool: &PgPool,
     region: &str,
     days: &[Date],
 ) -> Result<Vec<HashMap<Uuid, Counters>>, sqlx::Error> {
-    let tables = Tables {
-        now: "municipality_fact",
-        month: "",
-        known: "",
-    };
-    let sql = pieces_sql(&tables, "f.municipality", &METRICS, false);
-    let maps = by_date(pool, &sql, days, None, Some(region), &METRICS, |row| {
-        row.try_get("municipality")
-    })
-    .await?;
-    Ok(to_counters(maps))
+    let v = METRICS
+        .iter()
+        .map(|m| format!("f.{m}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT 0::smallint AS piece, a.i::int AS i, f.municipality, f.month AS eff, {v} \
+           FROM unnest($1::date[]) WITH ORDINALITY AS a(day, i) \
+           JOIN vyzov.municipality_month f ON f.region_code = $2 \
+            AND f.month = LEAST((date_trunc('month', a.day) - interval '1 month')::date, \
+                                date_trunc('month', (SELECT day FROM vyzov.horizon))::date) \
+         UNION ALL \
+         SELECT 2::smallint, 0, f.municipality, f.eff, {v} FROM vyzov.municipality_fact f \
+          WHERE f.region_code = $2 AND f.grain = 1 AND f.eff = ANY($3)"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(days)
+        .bind(region)
+        .bind(days_of_months(days))
+        .fetch_all(pool)
+        .await?;
+    let windows: Vec<Window> = days.iter().map(|d| Window::to(*d)).collect();
+    add_pieces(rows, &windows, |row| row.try_get(2))
 }
 
 /// Aid per region and form of aid, on each of `days` (cumulative), as known on `known`.

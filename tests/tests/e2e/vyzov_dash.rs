@@ -628,12 +628,14 @@ async fn compare_with_independent_count(
         date!(2023 - 06 - 01), // before any event
         date!(2024 - 07 - 01),
         date!(2025 - 01 - 15),
+        date!(2025 - 03 - 28), // late in its month: read as the next month less its days
         date!(2025 - 10 - 01),
         today,
     ];
+    // Recording dates from the baseline on (the page refuses earlier ones).
     let knowns = [
         None,
-        Some(date!(2023 - 06 - 01)),
+        Some(date!(2024 - 07 - 01)),
         Some(date!(2024 - 09 - 30)),
         Some(date!(2025 - 10 - 01)),
         Some(today),
@@ -651,6 +653,42 @@ async fn compare_with_independent_count(
         }
     }
     assert!(nonzero > 10, "the comparison saw figures, not only zeros");
+    // One region's figures, and its municipalities' (their running totals by month and the
+    // days of the asked month), add up to the same as the federal read.
+    let days = [
+        date!(2023 - 06 - 01),
+        date!(2024 - 07 - 01),
+        date!(2025 - 01 - 15),
+        today,
+        date!(2030 - 01 - 01),
+    ];
+    let all = vyzov::region_figures(&db.pool, &days, None).await.unwrap();
+    let mut compared = 0;
+    for region in all
+        .iter()
+        .flat_map(|m| m.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let one = vyzov::region_figures_of(&db.pool, &days, None, Some(region))
+            .await
+            .unwrap();
+        let munis = vyzov::municipality_figures(&db.pool, region, &days)
+            .await
+            .unwrap();
+        for (i, day) in days.iter().enumerate() {
+            let whole = all[i].get(region).copied().unwrap_or([0; vyzov::N]);
+            assert_eq!(one[i].get(region).copied().unwrap_or([0; vyzov::N]), whole);
+            let mut sum = [0; vyzov::N];
+            for counters in munis[i].values() {
+                for (s, v) in sum.iter_mut().zip(counters) {
+                    *s += v;
+                }
+            }
+            assert_eq!(sum, whole, "municipalities of {region} on {day}");
+            compared += usize::from(whole.iter().any(|v| *v != 0));
+        }
+    }
+    assert!(compared > 10, "the municipalities' comparison saw figures");
     // Known on a day before the baseline differs from known today: late entries matter.
     let early = projected(
         &db.pool,

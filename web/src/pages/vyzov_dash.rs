@@ -324,7 +324,7 @@ pub async fn dashboard(
     let days = window.days();
     let figures = state
         .figures
-        .region_figures(pool, &days, window.known)
+        .region_figures(pool, &days, window.known, region)
         .await?;
     let aid = state
         .figures
