@@ -895,10 +895,7 @@ impl Cells {
         // are first carried forward from the horizon's, then a fact recorded in month R adds
         // to every month from R to the (new) horizon. The regions' grain 2 goes into the
         // running totals of `region_late` instead.
-        let horizon: Option<Date> = sqlx::query_scalar("SELECT rec_month FROM horizon")
-            .fetch_optional(&mut *conn)
-            .await?
-            .flatten();
+        let horizon = read_horizon(conn, "rec_month").await?;
         let latest = self
             .region_month
             .keys()
@@ -933,19 +930,10 @@ impl Cells {
             }
             table.put(conn, &self.names, copy).await?;
             totals::late(conn, &self.names, &self.region_month, horizon, to, copy).await?;
-            sqlx::query(
-                "INSERT INTO horizon (rec_month) VALUES ($1) \
-                 ON CONFLICT (one) DO UPDATE SET rec_month = EXCLUDED.rec_month",
-            )
-            .bind(to)
-            .execute(&mut *conn)
-            .await?;
+            set_horizon(conn, "rec_month", to).await?;
         }
         // The running totals as known now, up to the latest effective day.
-        let old_day: Option<Date> = sqlx::query_scalar("SELECT day FROM horizon")
-            .fetch_optional(&mut *conn)
-            .await?
-            .flatten();
+        let old_day = read_horizon(conn, "day").await?;
         let days: CellMap = self
             .region_now
             .rows
@@ -967,13 +955,7 @@ impl Cells {
                     copy,
                 )
                 .await?;
-            sqlx::query(
-                "INSERT INTO horizon (day) VALUES ($1) \
-                 ON CONFLICT (one) DO UPDATE SET day = EXCLUDED.day",
-            )
-            .bind(to)
-            .execute(&mut *conn)
-            .await?;
+            set_horizon(conn, "day", to).await?;
         }
         for table in [
             self.region_now,
@@ -992,6 +974,26 @@ impl Cells {
         .await?;
         Ok(())
     }
+}
+
+/// One of `vyzov.horizon`'s dates: `rec_month`, the latest recording month seen; `day`, the
+/// latest effective day.
+async fn read_horizon(conn: &mut PgConnection, column: &str) -> Result<Option<Date>, sqlx::Error> {
+    Ok(sqlx::query_scalar(&format!("SELECT {column} FROM horizon"))
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten())
+}
+
+async fn set_horizon(conn: &mut PgConnection, column: &str, to: Date) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO horizon ({column}) VALUES ($1) \
+         ON CONFLICT (one) DO UPDATE SET {column} = EXCLUDED.{column}"
+    ))
+    .bind(to)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn add_to(map: &mut CellMap, key: CellKey, amounts: &[i64]) {
