@@ -48,6 +48,8 @@ error-too-large-title = Request too large
 error-too-large-message = The data sent is too large. Shorten the text or attach a smaller file.
 error-bad-request-title = Request not understood
 error-bad-request-message = The form's data could not be read, so nothing was changed. Go back to the form, reload the page and send it again.
+error-unavailable-title = The database is unavailable for a moment
+error-unavailable-message = The request was not carried out and no data was changed: the server lost its connection to the database and will restore it by itself. Try again in a few seconds.
 error-unexpected-title = Something went wrong
 error-unexpected-message = The request was not carried out and no data was changed. Try again in a minute; if the error repeats, tell your administrator when it happened.
 

@@ -118,7 +118,11 @@ impl Application {
             ))
             .fallback(not_found)
             .layer(axum::middleware::from_fn(csrf::verify))
-            .layer(auth_layer))
+            .layer(auth_layer)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                error::outage,
+            )))
             .layer(axum::middleware::from_fn(error::render_errors))
             .layer(TraceLayer::new_for_http())
             .layer(SetResponseHeaderLayer::overriding(

@@ -59,7 +59,9 @@ impl Database {
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        // While the database is away a request waits this long for a connection, then
+        // answers 503 with Retry-After (error::AppError::Unavailable).
+        .acquire_timeout(Duration::from_secs(5))
         .connect(url)
         .await
         .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))

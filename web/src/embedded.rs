@@ -36,6 +36,12 @@ impl EmbeddedPostgres {
     /// Starts (initialising if needed) the cluster in `data_dir`, or attaches to it if it
     /// is already running.
     pub fn start(data_dir: &Path, durability: Durability) -> Result<Self> {
+        Self::start_on(data_dir, durability, None)
+    }
+
+    /// As [`EmbeddedPostgres::start`], on `port` if given (a restart where clients expect
+    /// it), otherwise on a free one.
+    pub fn start_on(data_dir: &Path, durability: Durability, port: Option<u16>) -> Result<Self> {
         let bin_dir = find_bin_dir()?;
         let run_as_postgres = is_root();
         let mut data_dir = prepare(data_dir, run_as_postgres)?;
@@ -83,7 +89,10 @@ impl EmbeddedPostgres {
         if !pg.data_dir.join("PG_VERSION").exists() {
             pg.initdb()?;
         }
-        pg.port = free_port()?;
+        pg.port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='' -c max_connections=200",
             pg.port

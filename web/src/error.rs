@@ -27,13 +27,53 @@ pub enum AppError {
     StaleForm,
     #[error("request body too large")]
     TooLarge,
+    /// The database cannot be reached (restarting, network): 503 with `Retry-After`; the
+    /// pool reconnects by itself.
+    #[error("database unavailable")]
+    Unavailable,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
+/// Seconds a client is asked to wait while the database is away.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Whether `error` says the database cannot be reached, rather than that a statement failed:
+/// no connection to be had from the pool in time, a connection lost, the server shutting
+/// down or starting up (SQLSTATE class 08, 57P01–57P03).
+pub fn is_outage(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
+
+/// Whether an outage of the database is among the causes of `error`.
+fn outage_among(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<sqlx::Error>().is_some_and(is_outage) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Unexpected(error.into())
+        if is_outage(&error) {
+            Self::Unavailable
+        } else {
+            Self::Unexpected(error.into())
+        }
     }
 }
 
@@ -63,6 +103,11 @@ unexpected_from!(
 /// `CommandError::Rejected` first where the user should see it).
 impl<E: std::error::Error + Send + Sync + 'static> From<opora_store::CommandError<E>> for AppError {
     fn from(error: opora_store::CommandError<E>) -> Self {
+        if let opora_store::CommandError::Unexpected(cause) = &error {
+            if outage_among(cause.as_ref()) {
+                return Self::Unavailable;
+            }
+        }
         Self::Unexpected(anyhow::anyhow!("{error}"))
     }
 }
@@ -87,12 +132,33 @@ impl IntoResponse for AppError {
             AppError::Forbidden => (StatusCode::FORBIDDEN, "error-forbidden"),
             AppError::StaleForm => (StatusCode::FORBIDDEN, "error-stale-form"),
             AppError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "error-too-large"),
+            AppError::Unavailable => {
+                tracing::warn!("request refused: the database is unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
+            }
+            AppError::Unexpected(error)
+                if error
+                    .chain()
+                    .any(|e| e.downcast_ref::<sqlx::Error>().is_some_and(is_outage)) =>
+            {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "request refused: the database is unavailable"
+                );
+                (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
+            }
             AppError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "error-unexpected")
             }
         };
         let mut response = status.into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         response.extensions_mut().insert(ErrorPageKey(key));
         response
     }
@@ -164,5 +230,29 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
             Response::from_parts(parts, Html(body).into_response().into_body())
         }
         Err(_) => status.into_response(),
+    }
+}
+
+/// A bare 500 from a layer under the pages (sessions, sign-in: they cannot say why) while
+/// the database cannot be reached becomes the 503 of [`AppError::Unavailable`]; any other
+/// bare 500 gets the page of an unexpected error.
+pub async fn outage(
+    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || response.extensions().get::<ErrorPageKey>().is_some()
+    {
+        return response;
+    }
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        sqlx::query("SELECT 1").execute(state.log.pool()).await
+    })
+    .await;
+    match probe {
+        Ok(Ok(_)) => AppError::Unexpected(anyhow::anyhow!("a layer answered 500")).into_response(),
+        _ => AppError::Unavailable.into_response(),
     }
 }

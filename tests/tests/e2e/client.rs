@@ -38,7 +38,11 @@ impl TestApp {
     }
 
     pub async fn with_demo_config(config: AppConfig) -> Self {
-        let db = TestDb::new().await;
+        Self::with_demo_on(TestDb::new().await, config).await
+    }
+
+    /// The same, on a database of the caller's.
+    pub async fn with_demo_on(db: TestDb, config: AppConfig) -> Self {
         opora_web::seed::load_reference(&db.log).await.unwrap();
         let vault = test_vault(&db).await;
         opora_web::demo::load(&db.log, &vault).await.unwrap();

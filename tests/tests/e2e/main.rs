@@ -6,6 +6,7 @@ mod aid;
 mod api;
 mod cases;
 mod client;
+mod faults;
 mod fixtures;
 mod log;
 mod projections;
