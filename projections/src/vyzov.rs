@@ -766,7 +766,9 @@ impl Names {
 
 struct Cells {
     names: Names,
-    region_now: CellTable,
+    /// The regions' facts by effective day (grain 1), as known now: the deltas of
+    /// `region_day`.
+    region_days: CellMap,
     region_known: CellTable,
     /// Grain 2 before it is made cumulative (`rec` is the recording month).
     region_month: CellMap,
@@ -785,7 +787,7 @@ impl Cells {
     fn new() -> Self {
         Cells {
             names: Names::default(),
-            region_now: CellTable::new("region_now", &["grain", "region_code", "eff"], &METRICS),
+            region_days: CellMap::default(),
             region_known: CellTable::new(
                 "region_known",
                 &["grain", "rec", "eff", "region_code"],
@@ -832,7 +834,9 @@ impl Cells {
                 // The late facts as known now are not read for regions (`region_late`).
                 6 | 7 => {}
                 _ => {
-                    self.region_now.add(key, &amounts);
+                    if grain == 1 {
+                        add_to(&mut self.region_days, key, &amounts);
+                    }
                     if let Some(m) = municipality {
                         let key = CellKey {
                             municipality: m,
@@ -934,16 +938,9 @@ impl Cells {
         }
         // The running totals as known now, up to the latest effective day.
         let old_day = read_horizon(conn, "day").await?;
-        let days: CellMap = self
-            .region_now
-            .rows
-            .iter()
-            .filter(|(k, _)| k.grain == 1)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        if let Some(to) = old_day.max(days.keys().map(|k| k.eff).max()) {
+        if let Some(to) = old_day.max(self.region_days.keys().map(|k| k.eff).max()) {
             totals::REGION_DAY
-                .add(conn, &self.names, &days, old_day, to, copy)
+                .add(conn, &self.names, &self.region_days, old_day, to, copy)
                 .await?;
             totals::MUNICIPALITY_MONTH
                 .add(
@@ -958,7 +955,6 @@ impl Cells {
             set_horizon(conn, "day", to).await?;
         }
         for table in [
-            self.region_now,
             self.region_known,
             self.municipality,
             self.aid_now,

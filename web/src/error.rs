@@ -136,11 +136,7 @@ impl IntoResponse for AppError {
                 tracing::warn!("request refused: the database is unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
             }
-            AppError::Unexpected(error)
-                if error
-                    .chain()
-                    .any(|e| e.downcast_ref::<sqlx::Error>().is_some_and(is_outage)) =>
-            {
+            AppError::Unexpected(error) if outage_among(error.as_ref()) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "request refused: the database is unavailable"
