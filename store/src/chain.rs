@@ -190,6 +190,27 @@ mod tests {
     use serde_json::json;
     use time::macros::datetime;
 
+    proptest::proptest! {
+        /// What verify reads back (the stored JSON, parsed again) hashes as what was
+        /// appended, for any number: a phone's coordinates have 17 significant digits, which
+        /// serde_json parses exactly only with its `float_roundtrip` feature.
+        #[test]
+        fn canonical_json_of_any_number_survives_a_round_trip(x in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO, n in proptest::prelude::any::<i64>()) {
+            let value = json!({"latitude": x, "n": n, "nested": [x, {"y": x}]});
+            let written = canonical_json(&value);
+            let read: Value = serde_json::from_str(&written).unwrap();
+            proptest::prop_assert_eq!(canonical_json(&read), written);
+        }
+    }
+
+    #[test]
+    fn canonical_json_of_a_phones_coordinates_survives_a_round_trip() {
+        let value = json!({"latitude": 55.023461537465444_f64, "longitude": 73.28544830230823_f64});
+        let written = canonical_json(&value);
+        let read: Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(canonical_json(&read), written);
+    }
+
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
         let a = json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": "ё"}});
