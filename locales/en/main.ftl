@@ -50,6 +50,10 @@ error-bad-request-title = Request not understood
 error-bad-request-message = The form's data could not be read, so nothing was changed. Go back to the form, reload the page and send it again.
 error-unavailable-title = The database is unavailable for a moment
 error-unavailable-message = The request was not carried out and no data was changed: the server lost its connection to the database and will restore it by itself. Try again in a few seconds.
+error-overloaded-title = The database could not carry out the request
+error-overloaded-message = The request was stopped and no data was changed: the database did not finish it in the time allowed, or ran short of disk space or memory. Try again in half a minute; if it happens again, tell the administrator.
+error-unstorable-title = A value cannot be stored
+error-unstorable-message = The request was not carried out and no data was changed: it holds a value that cannot be stored or searched for, such as a zero byte in a text or a number too large. Correct the data and send it again.
 error-unexpected-title = Something went wrong
 error-unexpected-message = The request was not carried out and no data was changed. Try again in a minute; if the error repeats, tell your administrator when it happened.
 

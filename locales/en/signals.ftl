@@ -139,6 +139,7 @@ ingest-problem-too-old = { $field }: older than a day; not taken as a live signa
 ingest-problem-unknown-field = { $field }: unknown field.
 ingest-problem-malformed = The body is not valid JSON.
 ingest-problem-object = The body must be a JSON object.
+ingest-problem-zero-byte = The body holds a zero byte (\u0000), which cannot be stored; remove it.
 ingest-problem-key-required = An Idempotency-Key header is needed: a unique key per call, the same on retries.
 ingest-problem-key-malformed = Idempotency-Key: up to 200 printable ASCII characters.
 ingest-problem-region-unknown-child = region: the child is not registered; give the region.

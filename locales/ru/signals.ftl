@@ -139,6 +139,7 @@ ingest-problem-too-old = { $field }: время старше суток; так�
 ingest-problem-unknown-field = { $field }: неизвестное поле.
 ingest-problem-malformed = Тело запроса — не корректный JSON.
 ingest-problem-object = Тело запроса должно быть объектом JSON.
+ingest-problem-zero-byte = Тело запроса содержит нулевой байт (\u0000), его нельзя сохранить; уберите его.
 ingest-problem-key-required = Нужен заголовок Idempotency-Key: уникальный ключ вызова, одинаковый при повторах.
 ingest-problem-key-malformed = Idempotency-Key: до 200 печатных символов ASCII.
 ingest-problem-region-unknown-child = region: ребёнок не зарегистрирован, укажите регион.

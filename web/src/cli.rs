@@ -67,6 +67,10 @@ pub enum Command {
         /// Seconds without an operator's acknowledgement before a signal is escalated.
         #[arg(long, env = "OPORA_ESCALATE_AFTER", default_value_t = crate::app::DEFAULT_ESCALATE_AFTER_SECONDS, value_parser = clap::value_parser!(u32).range(5..=3600))]
         escalate_after: u32,
+        /// Seconds any one database statement of the server may run before PostgreSQL
+        /// cancels it (its transaction rolls back; the request answers 503).
+        #[arg(long, env = "OPORA_STATEMENT_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        statement_timeout: u32,
     },
     /// Ingestion clients of «Заступник» (the app's backends) and their keys.
     Integration {
@@ -194,6 +198,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         notify: crate::notify::Transport::Log,
         webhook_secret: String::new(),
         escalate_after: crate::app::DEFAULT_ESCALATE_AFTER_SECONDS,
+        statement_timeout: 30,
     }) {
         Command::Serve {
             bind,
@@ -204,6 +209,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             notify,
             webhook_secret,
             escalate_after,
+            statement_timeout,
         } => {
             let mailer = crate::mail::Mailer {
                 transport: mail,
@@ -223,7 +229,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 other => other,
             };
-            serve(bind, demo, public_url, mailer, notify, escalate_after).await
+            let timeout = Duration::from_secs(statement_timeout.into());
+            serve(
+                bind,
+                demo,
+                public_url,
+                mailer,
+                notify,
+                escalate_after,
+                timeout,
+            )
+            .await
         }
         Command::Simulate {
             command: SimulateCommand::Signals(args),
@@ -303,13 +319,19 @@ async fn serve(
     mail: crate::mail::Mailer,
     notify: crate::notify::Transport,
     escalate_after: u32,
+    statement_timeout: Duration,
 ) -> Result<ExitCode> {
     if mail.from.parse::<lettre::message::Mailbox>().is_err() {
         anyhow::bail!("--mail-from «{}» is not a mail address", mail.from);
     }
     let mut database = Database::open().await?;
-    let pool = database.pool(32).await?;
-    db::migrate(&pool).await?;
+    {
+        // Migrations may take long over a big log: no statement timeout for them.
+        let admin = database.pool(1).await?;
+        db::migrate(&admin).await?;
+        admin.close().await;
+    }
+    let pool = database.serving_pool(32, statement_timeout).await?;
     let vault = db::open_vault(&pool).await?;
     let log = EventLog::new(pool.clone());
     let report = seed::load_reference(&log)

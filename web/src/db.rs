@@ -48,6 +48,28 @@ impl Database {
         connect(&self.url, max_connections).await
     }
 
+    /// The server's pool: every statement is cancelled after `statement_timeout` (its
+    /// transaction rolls back and the request answers 503, `AppError::Overloaded`), so
+    /// that no request holds a connection past what a user waits for.
+    pub async fn serving_pool(
+        &self,
+        max_connections: u32,
+        statement_timeout: Duration,
+    ) -> Result<PgPool> {
+        let options: sqlx::postgres::PgConnectOptions = self
+            .url
+            .parse()
+            .with_context(|| format!("DATABASE_URL {}", redact(&self.url)))?;
+        let options = options.options([(
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis()),
+        )]);
+        pool_options(max_connections)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(&self.url)))
+    }
+
     pub fn stop(&mut self) -> Result<()> {
         match self.embedded.as_mut() {
             Some(pg) => pg.stop(),
@@ -57,14 +79,18 @@ impl Database {
 }
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    pool_options(max_connections)
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         // While the database is away a request waits this long for a connection, then
         // answers 503 with Retry-After (error::AppError::Unavailable).
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
 }
 
 /// Applies the migrations (idempotent).

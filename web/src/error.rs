@@ -31,12 +31,23 @@ pub enum AppError {
     /// pool reconnects by itself.
     #[error("database unavailable")]
     Unavailable,
+    /// The database refused the statement for want of time or room: the statement timeout
+    /// ran out (SQLSTATE 57014), or it lacks resources (class 53: a full disk, memory,
+    /// connections). The transaction was rolled back: 503 with a longer `Retry-After`.
+    #[error("database overloaded")]
+    Overloaded,
+    /// The database refused a value the request carried (SQLSTATE class 22, data exception:
+    /// a zero byte in a text, a number out of its column's range): 422, nothing written.
+    #[error("value the database cannot store")]
+    Unstorable,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
 /// Seconds a client is asked to wait while the database is away.
 pub const RETRY_AFTER_SECONDS: &str = "5";
+/// Seconds a client is asked to wait when the database refused for want of time or room.
+pub const RETRY_AFTER_OVERLOAD_SECONDS: &str = "30";
 
 /// Whether `error` says the database cannot be reached, rather than that a statement failed:
 /// no connection to be had from the pool in time, a connection lost, the server shutting
@@ -55,25 +66,55 @@ pub fn is_outage(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Whether an outage of the database is among the causes of `error`.
-fn outage_among(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether the database refused a statement for want of time (the statement timeout,
+/// SQLSTATE 57014) or of resources (class 53: disk full, out of memory, too many
+/// connections), rather than because of the statement itself.
+pub fn is_overload(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|c| c == "57014" || c.starts_with("53")),
+        _ => false,
+    }
+}
+
+/// The database's own refusal among the causes of `error`, if there is one: away
+/// ([`AppError::Unavailable`]) or short of time or room ([`AppError::Overloaded`]).
+fn refusal_among(error: &(dyn std::error::Error + 'static)) -> Option<AppError> {
     let mut cause = Some(error);
     while let Some(e) = cause {
-        if e.downcast_ref::<sqlx::Error>().is_some_and(is_outage) {
-            return true;
+        if let Some(refusal) = e.downcast_ref::<sqlx::Error>().and_then(refusal) {
+            return Some(refusal);
         }
         cause = e.source();
     }
-    false
+    None
+}
+
+fn refusal(error: &sqlx::Error) -> Option<AppError> {
+    if is_outage(error) {
+        Some(AppError::Unavailable)
+    } else if is_overload(error) {
+        Some(AppError::Overloaded)
+    } else if is_unstorable(error) {
+        Some(AppError::Unstorable)
+    } else {
+        None
+    }
+}
+
+/// Whether the database refused a value itself (SQLSTATE class 22): what the request sent
+/// passed our parsing but cannot be stored or compared, such as a zero byte in a text.
+pub fn is_unstorable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("22")),
+        _ => false,
+    }
 }
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
-        if is_outage(&error) {
-            Self::Unavailable
-        } else {
-            Self::Unexpected(error.into())
-        }
+        refusal(&error).unwrap_or_else(|| Self::Unexpected(error.into()))
     }
 }
 
@@ -104,8 +145,8 @@ unexpected_from!(
 impl<E: std::error::Error + Send + Sync + 'static> From<opora_store::CommandError<E>> for AppError {
     fn from(error: opora_store::CommandError<E>) -> Self {
         if let opora_store::CommandError::Unexpected(cause) = &error {
-            if outage_among(cause.as_ref()) {
-                return Self::Unavailable;
+            if let Some(refusal) = refusal_among(cause.as_ref()) {
+                return refusal;
             }
         }
         Self::Unexpected(anyhow::anyhow!("{error}"))
@@ -126,6 +167,15 @@ pub struct ErrorPageKey(pub &'static str);
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        if let AppError::Unexpected(error) = &self {
+            if let Some(refusal) = refusal_among(error.as_ref()) {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "request refused by the database"
+                );
+                return refusal.into_response();
+            }
+        }
         let (status, key) = match &self {
             AppError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "error-unauthorized"),
@@ -136,13 +186,11 @@ impl IntoResponse for AppError {
                 tracing::warn!("request refused: the database is unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
             }
-            AppError::Unexpected(error) if outage_among(error.as_ref()) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "request refused: the database is unavailable"
-                );
-                (StatusCode::SERVICE_UNAVAILABLE, "error-unavailable")
+            AppError::Overloaded => {
+                tracing::warn!("request refused: the database is short of time or room");
+                (StatusCode::SERVICE_UNAVAILABLE, "error-overloaded")
             }
+            AppError::Unstorable => (StatusCode::UNPROCESSABLE_ENTITY, "error-unstorable"),
             AppError::Unexpected(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "error-unexpected")
@@ -150,10 +198,14 @@ impl IntoResponse for AppError {
         };
         let mut response = status.into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+            let seconds = if matches!(self, AppError::Overloaded) {
+                RETRY_AFTER_OVERLOAD_SECONDS
+            } else {
+                RETRY_AFTER_SECONDS
+            };
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         response.extensions_mut().insert(ErrorPageKey(key));
         response
@@ -168,10 +220,10 @@ struct ErrorPage {
     message: String,
 }
 
-/// Renders the page of an error response in the request's language; for the JSON API
-/// (`/api/…`), the same message as a JSON object `{"error": code, "message": text}`.
+/// Renders the page of an error response in the request's language; for the JSON and
+/// ingestion APIs (`/api/…`, `/ingest/…`), the same message as a JSON object `{"error": code, "message": text}`.
 pub async fn render_errors(request: Request, next: Next) -> Response {
-    let api = crate::api::is_api(request.uri().path());
+    let api = crate::api::speaks_json(request.uri().path());
     let lang = if api {
         Lang::from_api_headers(request.headers())
     } else {

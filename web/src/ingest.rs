@@ -300,6 +300,17 @@ fn unavailable(tr: &Tr, error_: &dyn std::fmt::Display) -> Response {
     response
 }
 
+/// Whether a zero byte (`\u0000`) is in a key or a string of `value`, at any depth.
+fn has_zero_byte(key: &str, value: &Value) -> bool {
+    key.contains('\0')
+        || match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(|item| has_zero_byte("", item)),
+            Value::Object(map) => map.iter().any(|(k, v)| has_zero_byte(k, v)),
+            _ => false,
+        }
+}
+
 /// A problem with its message (`ingest-problem-{code}`, naming the field).
 fn problem(tr: &Tr, field: &str, code: &'static str) -> Problem {
     Problem {
@@ -398,6 +409,10 @@ impl<'a> Fields<'a> {
             return Err(crate::error::AppError::TooLarge.into_response());
         }
         match serde_json::from_slice::<Value>(body) {
+            // PostgreSQL cannot store a zero byte in a text: refused here, with the field.
+            Ok(Value::Object(object)) if object.iter().any(|(k, v)| has_zero_byte(k, v)) => Err(
+                invalid(tr, vec![problem("malformed", "ingest-problem-zero-byte")]),
+            ),
             Ok(Value::Object(object)) => Ok(Self {
                 object,
                 problems: Vec::new(),
@@ -691,7 +706,7 @@ async fn register_child(
         Err(response) => return response,
     };
     let child = child.trim().to_owned();
-    if child.is_empty() || child.chars().count() > MAX_PSEUDONYM_CHARS {
+    if child.is_empty() || child.chars().count() > MAX_PSEUDONYM_CHARS || child.contains('\0') {
         fields.problem("child", "too-long");
     }
     let region = fields.region();

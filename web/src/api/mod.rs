@@ -44,6 +44,12 @@ pub fn is_api(path: &str) -> bool {
     path.starts_with("/api/")
 }
 
+/// Whether errors under `path` are answered as JSON: the JSON API and the ingestion API
+/// (programmes, not people, read them).
+pub fn speaks_json(path: &str) -> bool {
+    is_api(path) || path.starts_with("/ingest/")
+}
+
 /// Every error answer of the API.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -258,10 +264,69 @@ impl Modify for Security {
     }
 }
 
+/// The answers every call can give besides its own, added to each operation that does not
+/// list them: no session (401), a missing role or a stale CSRF token (403), a body that is
+/// not what the call reads (415, 422), the database away or short of time (503).
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, writes) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let mut common = vec![
+                    ("400", "A parameter cannot be read (`bad-request`)."),
+                    ("401", "Not signed in (`unauthorized`)."),
+                    ("403", "The role does not allow it (`forbidden`), or the CSRF token is missing or stale (`stale-form`)."),
+                    ("404", "Missing, or outside the user's places (`not-found`)."),
+                    ("422", "A parameter or the body is not what the call reads (`invalid-body`, `bad-request`, `unstorable`: a value the database cannot store, such as a zero byte), or a rule refused it."),
+                    ("503", "The database is away (`unavailable`, `Retry-After: 5`) or could not finish in time (`overloaded`, `Retry-After: 30`); nothing was changed."),
+                ];
+                if writes {
+                    common.push(("413", "The body is too large (`too-large`)."));
+                    common.push((
+                        "415",
+                        "The body is not of the call's content type (`bad-request`).",
+                    ));
+                }
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description));
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Opora API", description = "«Вызов»: the register of children in institutions, cases, consilium sittings, families, the region's directory, the NGO operator's material aid to families, «Заступник»'s weekly connection reports and the signal operators' console. The same access rules and the same validation as the pages."),
-    modifiers(&Security),
+    modifiers(&Security, &CommonAnswers),
     security(("session" = []), ("session" = [], "csrf" = [])),
     paths(
         me,

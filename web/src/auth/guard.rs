@@ -146,6 +146,10 @@ impl RuleTable {
     pub fn rules(&self) -> &[RouteRule] {
         &self.0
     }
+    fn has_path(&self, path: &str) -> bool {
+        self.0.iter().any(|r| r.path == path)
+    }
+
     fn find(&self, method: &Method, path: &str) -> Option<Rule> {
         let method = if method == Method::HEAD {
             &Method::GET
@@ -302,7 +306,13 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .map(|p| p.as_str().to_owned());
     let method = request.method().clone();
     let Some(rule) = path.as_deref().and_then(|p| state.rules.find(&method, p)) else {
-        tracing::error!(?path, %method, "route without an access rule");
+        // A method the route does not have (a client's mistake, answered as a missing
+        // page); a route with no rule at all would be a bug.
+        if path.as_deref().is_some_and(|p| state.rules.has_path(p)) {
+            tracing::debug!(?path, %method, "method not served on this route");
+        } else {
+            tracing::error!(?path, %method, "route without an access rule");
+        }
         return AppError::NotFound.into_response();
     };
     let (mut parts, body) = request.into_parts();

@@ -546,7 +546,7 @@ async fn user_command(
         Err(CommandError::Rejected(error)) => {
             Ok(Redirect::to(&format!("{back}?error={}", user_error_key(&error))).into_response())
         }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -211,7 +211,7 @@ async fn change(
             let page = page(&state, c, None, None, Some(message)).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -509,7 +509,7 @@ async fn register(
     match outcome {
         Ok(_) => Ok(Redirect::to(&format!("/lyudi/{id}")).into_response()),
         Err(CommandError::Rejected(error)) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -689,7 +689,7 @@ pub async fn action_command(
             Ok(Err(domain_refusal(tr, "signal-error", &refusal)))
         }
         Err(CommandError::Conflict) => Ok(Err(Refusal::new(tr, "signal-conflict"))),
-        Err(CommandError::Unexpected(e)) => Err(AppError::Unexpected(anyhow::anyhow!("{e}"))),
+        Err(error @ CommandError::Unexpected(_)) => Err(error.into()),
     }
 }
 

@@ -439,7 +439,7 @@ async fn execute_report(
         Ok(_) => Ok(Ok(id)),
         Err(CommandError::Rejected(error)) => Ok(Err(weekly_refusal(tr, &error))),
         Err(CommandError::Conflict) => Ok(Err(Refusal::new(tr, "weekly-conflict"))),
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -2224,7 +2224,7 @@ pub(crate) async fn settings_command(
         match outcome {
             Ok(_) => {}
             Err(CommandError::Rejected(error)) => return Ok(Err(weekly_refusal(tr, &error))),
-            Err(error) => return Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(Ok(code.to_owned()))
@@ -2494,7 +2494,7 @@ pub(crate) async fn import_command(
             row: 0,
             message: weekly_refusal(tr, &error).message,
         }])),
-        Err(error) => Err(AppError::Unexpected(anyhow::anyhow!("{error}"))),
+        Err(error) => Err(error.into()),
     }
 }
 
