@@ -24,3 +24,23 @@ ensure_cargo() {
     fi
   fi
 }
+
+# schemathesis (PyPI) for the API fuzzing step of scripts/test, in a virtual environment of
+# the project's own (.venv), pinned; installed once.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+  local venv="${OPORA_VENV:-.venv}"
+  if [ -x "$venv/bin/schemathesis" ] && "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    export PATH="$PWD/$venv/bin:$PATH"; return 0
+  fi
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    echo "python3-venv is not installed; installing it from Debian..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -q
+    as_root apt-get install -y -q --no-install-recommends python3-venv
+  fi
+  echo "Installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $venv..." >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  export PATH="$PWD/$venv/bin:$PATH"
+}

@@ -29,6 +29,9 @@ use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+mod kill;
+mod load;
+mod mixed;
 mod pages;
 mod signals;
 
@@ -95,11 +98,38 @@ enum Bench {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+    /// A realistic mix (signals, case facts, weekly filings, pages) on a real `opora serve`
+    /// process: no error, pages p99 ≤ 25 ms, signals delivered p99 ≤ 1 s, RSS < 300 MiB.
+    Mixed {
+        /// Seconds the mix is held (after a 5 s warm-up).
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+    },
+    /// `opora serve` under the mixed load, killed with SIGKILL at random moments and
+    /// restarted; then every acknowledged call is in the log, the chain verifies, every
+    /// projection equals a rebuild and no notification is lost.
+    Kill {
+        /// How many times the server is killed (20 for the long variant, 3 in CI).
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// Seeds the moments of the kills.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// The server itself, as `opora ARGS…` (the kill and mixed runs start it this way).
+    #[command(hide = true)]
+    Opora {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Bench::Opora { args } = cli.bench {
+        return opora(args).await;
+    }
     let mut database = Database::open().await?;
     // OPORA_BENCH_DB=NAME keeps the database (a generated national history takes minutes
     // to write) and reuses it on the next run.
@@ -145,6 +175,11 @@ async fn main() -> Result<()> {
             load_writers,
         } => lag(&options, samples, load_writers).await,
         Bench::Signals { seconds, max_rate } => signals::signals(&options, seconds, max_rate).await,
+        Bench::Mixed { seconds } => mixed::mixed(&database.url, &name, &options, seconds).await,
+        Bench::Kill { kills, seed } => {
+            kill::kill(&database.url, &name, &options, kills, seed).await
+        }
+        Bench::Opora { .. } => unreachable!("handled above"),
     };
     if kept.is_none() {
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -155,6 +190,22 @@ async fn main() -> Result<()> {
     database.stop()?;
     let line = result?;
     println!("{line}");
+    // A run that found a broken promise (kill) or missed a target with errors (mixed) fails.
+    match line["failures"].as_array() {
+        Some(failures) if !failures.is_empty() => std::process::exit(1),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `opora ARGS…` in this process: the same code as the `opora` binary.
+async fn opora(args: Vec<String>) -> Result<()> {
+    use clap::Parser as _;
+    opora_web::telemetry::init();
+    let cli = opora_web::cli::Cli::parse_from(std::iter::once("opora".to_owned()).chain(args));
+    let code = opora_web::cli::run(cli).await?;
+    if code != std::process::ExitCode::SUCCESS {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use opora_projections::{Runner, RunnerConfig};
 use opora_store::EventLog;
 use serde_json::{json, Value};
@@ -121,47 +121,10 @@ fn is_dated(kind: &str) -> bool {
 }
 
 /// The session cookie of the analyst, signed in through the login form.
-async fn sign_in(http: &reqwest::Client, base: &str) -> Result<String> {
-    let page = http.get(format!("{base}/vhod")).send().await?;
-    let mut cookies: Vec<String> = page
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect();
-    let html = page.text().await?;
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .context("the login page has no CSRF field")?
-        .to_owned();
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("login", "analyst")
-        .append_pair("password", "opora-demo-2026")
-        .append_pair("csrf", &csrf)
-        .finish();
-    let response = http
-        .post(format!("{base}/vhod"))
-        .header(reqwest::header::COOKIE, cookies.join("; "))
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(form)
-        .send()
-        .await?;
-    if !response.status().is_redirection() {
-        bail!("the analyst could not sign in (HTTP {})", response.status());
-    }
-    for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
-        if let Some(pair) = value.to_str().ok().and_then(|v| v.split(';').next()) {
-            let name = pair.split('=').next().unwrap_or_default();
-            cookies.retain(|c| !c.starts_with(&format!("{name}=")));
-            cookies.push(pair.to_owned());
-        }
-    }
-    Ok(cookies.join("; "))
+async fn sign_in(base: &str) -> Result<String> {
+    Ok(crate::load::Session::sign_in(base, "analyst")
+        .await?
+        .cookie_header())
 }
 
 struct Step {
@@ -257,7 +220,7 @@ async fn step(
 }
 
 /// Single-row primary-key SELECTs/s through the pool, `clients` at a time.
-async fn baseline(pool: &PgPool, clients: usize, seconds: f64) -> Result<f64> {
+pub(crate) async fn baseline(pool: &PgPool, clients: usize, seconds: f64) -> Result<f64> {
     let codes: Vec<String> = sqlx::query_scalar("SELECT code FROM reference.region")
         .fetch_all(pool)
         .await?;
@@ -339,7 +302,7 @@ pub async fn pages(
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let cookie = sign_in(&http, &base).await?;
+    let cookie = sign_in(&base).await?;
     let mix = Arc::new(Mix { regions, today });
     // Warm up: every kind of page once, and the server's caches.
     step(&http, &base, &cookie, &mix, 2, 3.0).await?;

@@ -49,21 +49,21 @@ const RATES: &[u32] = &[
 
 /// What the webhook receiver saw.
 #[derive(Default)]
-struct Received {
-    secret: String,
+pub(crate) struct Received {
+    pub(crate) secret: String,
     /// The first arrival of a notification for each signal.
-    first: Mutex<HashMap<String, Instant>>,
+    pub(crate) first: Mutex<HashMap<String, Instant>>,
     /// The first arrival of each delivery id.
-    deliveries: Mutex<HashMap<String, Instant>>,
+    pub(crate) deliveries: Mutex<HashMap<String, Instant>>,
     /// For each repeat: ms since the same delivery's first arrival.
-    repeat_after_ms: Mutex<Vec<f64>>,
-    requests: AtomicU64,
-    repeats: AtomicU64,
-    bad_signatures: AtomicU64,
-    unreadable: AtomicU64,
+    pub(crate) repeat_after_ms: Mutex<Vec<f64>>,
+    pub(crate) requests: AtomicU64,
+    pub(crate) repeats: AtomicU64,
+    pub(crate) bad_signatures: AtomicU64,
+    pub(crate) unreadable: AtomicU64,
 }
 
-async fn hook(
+pub(crate) async fn hook(
     State(received): State<Arc<Received>>,
     headers: HeaderMap,
     body: Bytes,
@@ -446,24 +446,8 @@ pub async fn signals(options: &PgConnectOptions, seconds: f64, max_rate: u32) ->
     let notifier = log.spawn_notifier(Duration::from_millis(50));
 
     // The webhook receiver.
-    let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let received = Arc::new(Received {
-        secret: secret.clone(),
-        ..Received::default()
-    });
-    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hook_url = format!("http://{}/hook", receiver.local_addr()?);
-    let hooks = axum::Router::new()
-        .route("/hook", axum::routing::post(hook))
-        .with_state(Arc::clone(&received));
-    let mut hook_stopped = stopped.clone();
-    let hook_server = tokio::spawn(async move {
-        axum::serve(receiver, hooks)
-            .with_graceful_shutdown(async move {
-                let _ = hook_stopped.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let (received, hook_url, hook_server) = crate::load::receiver(stopped.clone()).await?;
+    let secret = received.secret.clone();
 
     let transport = opora_web::notify::Transport::Webhook {
         url: hook_url,
