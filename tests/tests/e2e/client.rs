@@ -119,6 +119,18 @@ impl Client {
         body: Option<String>,
         extra: &[(&str, &str)],
     ) -> Response {
+        self.request_bytes(method, uri, body.map(String::into_bytes), extra)
+            .await
+    }
+
+    /// The same with a body of any bytes (broken UTF-8, say).
+    pub async fn request_bytes(
+        &mut self,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+        extra: &[(&str, &str)],
+    ) -> Response {
         let mut request = Request::builder().method(method).uri(uri);
         if !self.cookies.is_empty() {
             let cookie = self

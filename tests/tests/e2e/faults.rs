@@ -45,6 +45,13 @@ async fn with_the_database_away_the_server_answers_503_and_recovers_by_itself() 
         .await
         .unwrap();
 
+    // A municipal department files its report over and over, through the outage.
+    let mut edu = test.client();
+    edu.login("edu-kazan").await;
+    let (writing, stop_writing) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(file_until(edu, stop_writing));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     pg.stop().unwrap();
     for path in [PAGE, "/monitoring/vyzov?na=2025-01-01", "/"] {
         let started = Instant::now();
@@ -103,6 +110,53 @@ async fn with_the_database_away_the_server_answers_503_and_recovers_by_itself() 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    writing.send(true).unwrap();
+    let answers = writer.await.unwrap();
+    // Each filing answered 201 or 503 (never a 500), in time; some on each side of the
+    // outage; each 201 is in the log, once.
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.1 == StatusCode::CREATED || a.1 == StatusCode::SERVICE_UNAVAILABLE),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().all(|a| a.2 < Duration::from_secs(15)),
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.1 == StatusCode::SERVICE_UNAVAILABLE),
+        "{answers:?}"
+    );
+    let acknowledged: Vec<uuid::Uuid> = answers
+        .iter()
+        .filter(|a| a.1 == StatusCode::CREATED)
+        .map(|a| a.0)
+        .collect();
+    assert!(
+        answers.first().is_some_and(|a| a.1 == StatusCode::CREATED),
+        "{answers:?}"
+    );
+    assert!(
+        answers.last().is_some_and(|a| a.1 == StatusCode::CREATED),
+        "{answers:?}"
+    );
+    let in_log: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM event WHERE opens_command AND command_id = ANY($1)",
+    )
+    .bind(&acknowledged)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        in_log,
+        acknowledged.len() as i64,
+        "every acknowledged filing is in the log"
+    );
+
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM event")
         .fetch_one(&pool)
         .await
@@ -119,4 +173,171 @@ async fn with_the_database_away_the_server_answers_503_and_recovers_by_itself() 
     let mut pg = pg;
     pg.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Files this week's report for Kazan again and again until `stop`: each call's command
+/// id, answer and time.
+async fn file_until(
+    mut edu: crate::client::Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<(uuid::Uuid, StatusCode, Duration)> {
+    let week = opora_domain::weekly::Schedule::default_in("Europe/Moscow")
+        .week_at(time::OffsetDateTime::now_utc());
+    let mut answers = Vec::new();
+    while !*stop.borrow() {
+        let command = uuid::Uuid::now_v7();
+        // The same figures twice are refused as unchanged: each filing moves them a little.
+        let children = 1000 + answers.len() % 7;
+        let body = serde_json::json!({
+            "week": week.friday().to_string(), "children": children, "adults": 400,
+            "schools": 20, "schools_with_responsible": 18, "command_id": command,
+        });
+        let started = Instant::now();
+        let answer = edu
+            .api(
+                axum::http::Method::POST,
+                "/api/v1/weekly/reports",
+                Some(&body),
+            )
+            .await;
+        answers.push((command, answer.status, started.elapsed()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    answers
+}
+
+/// The server's pool as `opora serve` makes it (`Database::serving_pool`), with a 1 s
+/// statement timeout; the app over it, sharing the test's database.
+async fn with_statement_timeout(test: &TestApp) -> TestApp {
+    let options = test
+        .db
+        .options
+        .clone()
+        .options([("statement_timeout", "1000ms")]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let log = EventLog::new(pool.clone());
+    let app = opora_web::Application::build(log.clone(), test.vault.clone(), AppConfig::default());
+    TestApp {
+        db: TestDb {
+            name: test.db.name.clone(),
+            options,
+            pool,
+            log,
+        },
+        app,
+        vault: test.vault.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_statement_that_runs_out_of_time_answers_503_and_writes_nothing() {
+    let test = TestApp::with_demo().await;
+    let slow = with_statement_timeout(&test).await;
+    let mut edu = slow.client();
+    edu.login("edu-kazan").await;
+    let week = opora_domain::weekly::Schedule::default_in("Europe/Moscow")
+        .week_at(time::OffsetDateTime::now_utc());
+    let command = uuid::Uuid::now_v7();
+    let body = serde_json::json!({
+        "week": week.friday().to_string(), "children": 1000, "adults": 400,
+        "schools": 20, "schools_with_responsible": 18, "command_id": command,
+    });
+    let events = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let before = events(test.db.pool.clone()).await;
+
+    // Another session holds the log: the filing's append waits, and runs out of time.
+    let mut holder = test.db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE event IN EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let refused = edu
+        .api(
+            axum::http::Method::POST,
+            "/api/v1/weekly/reports",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.headers[header::RETRY_AFTER], "30");
+    let answer: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(answer["error"], "overloaded");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("данные не изменены"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+    holder.rollback().await.unwrap();
+    assert_eq!(
+        events(test.db.pool.clone()).await,
+        before,
+        "nothing was written"
+    );
+
+    // A page whose read waits on a locked projection: the same calm 503, in Russian.
+    let mut analyst = slow.client();
+    analyst.login("analyst").await;
+    let mut holder = test.db.pool.begin().await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables \
+          WHERE schemaname = 'weekly'",
+    )
+    .fetch_all(&mut *holder)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        tables[0]
+    ))
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let page = analyst.get("/zastupnik/svodka").await;
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("База данных не успела выполнить запрос"),
+        "{}",
+        page.body
+    );
+    holder.rollback().await.unwrap();
+
+    // Once the log is free, the same call (same command_id) files the report, once.
+    let filed = edu
+        .api(
+            axum::http::Method::POST,
+            "/api/v1/weekly/reports",
+            Some(&body),
+        )
+        .await;
+    assert_eq!(filed.status, StatusCode::CREATED, "{}", filed.body);
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM event WHERE command_id = $1 AND opens_command")
+            .bind(command)
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(written, 1);
 }

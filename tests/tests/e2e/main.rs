@@ -8,6 +8,7 @@ mod cases;
 mod client;
 mod faults;
 mod fixtures;
+mod hostile;
 mod log;
 mod projections;
 mod signal_kpi;
