@@ -144,13 +144,6 @@ pub async fn kill(
     .bind(&ids)
     .fetch_one(&pool)
     .await?;
-    if raised != ids.len() as i64 {
-        failures.push(format!(
-            "{} of {} acknowledged signals are missing from the log",
-            ids.len() as i64 - raised,
-            ids.len()
-        ));
-    }
     let command_ids: Vec<uuid::Uuid> = commands.iter().map(|(_, id)| *id).collect();
     let found = scalar(
         &pool,
@@ -158,12 +151,17 @@ pub async fn kill(
         &command_ids,
     )
     .await?;
-    if found != command_ids.len() as i64 {
-        failures.push(format!(
-            "{} of {} acknowledged commands are missing from the log",
-            command_ids.len() as i64 - found,
-            command_ids.len()
-        ));
+    for (what, acknowledged, in_log) in [
+        ("signals", ids.len(), raised),
+        ("commands", command_ids.len(), found),
+    ] {
+        let acknowledged = acknowledged as i64;
+        if in_log != acknowledged {
+            failures.push(format!(
+                "{} of {acknowledged} acknowledged {what} are missing from the log",
+                acknowledged - in_log
+            ));
+        }
     }
 
     // 2. The hash chain.
@@ -183,7 +181,12 @@ pub async fn kill(
         }
         let name = projection.name();
         let live = snapshot(&pool, name).await?;
-        opora_projections::rebuild(&pool, projection.as_ref(), 10_000).await?;
+        opora_projections::rebuild(
+            &pool,
+            projection.as_ref(),
+            opora_projections::RunnerConfig::default().rebuild_batch_size,
+        )
+        .await?;
         let rebuilt = snapshot(&pool, name).await?;
         let differing: Vec<String> = live
             .keys()
