@@ -44,3 +44,28 @@ ensure_schemathesis() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
   export PATH="$PWD/$venv/bin:$PATH"
 }
+
+# cargo-fuzz (crates.io) for scripts/fuzz, pinned; installed once into ~/.cargo/bin.
+CARGO_FUZZ_VERSION=0.13.2
+ensure_cargo_fuzz() {
+  if cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then return 0; fi
+  echo "Installing cargo-fuzz $CARGO_FUZZ_VERSION from crates.io..." >&2
+  cargo install --locked --version "$CARGO_FUZZ_VERSION" cargo-fuzz
+}
+
+# Debian's Chromium (and its driver) for the browser tests, and the tests' npm packages
+# (playwright-core, otpauth: pinned in browser/package-lock.json) into browser/node_modules.
+ensure_chromium() {
+  if [ -x "${OPORA_CHROMIUM:-/usr/bin/chromium}" ] && command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    :
+  else
+    echo "Chromium or Node.js is not installed; installing them from Debian..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -q
+    as_root apt-get install -y -q --no-install-recommends chromium chromium-driver nodejs npm fonts-dejavu-core
+  fi
+  if ! (cd browser && npm ls --depth=0 >/dev/null 2>&1); then
+    echo "Installing the browser tests' packages from npm into browser/node_modules..." >&2
+    (cd browser && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}

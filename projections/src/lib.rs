@@ -17,7 +17,7 @@ pub mod vyzov;
 pub mod weekly;
 pub mod zastupnik;
 
-pub use runner::{rebuild, status, RebuildReport, Runner, RunnerConfig, Status};
+pub use runner::{rebuild, settled, status, RebuildReport, Runner, RunnerConfig, Status};
 
 use async_trait::async_trait;
 use opora_store::log::DecodeError;

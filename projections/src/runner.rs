@@ -334,6 +334,34 @@ fn identifier(name: &str) -> Result<&str, ProjectionError> {
     }
 }
 
+/// Waits until every projection has read the log as far as its head is now (polling every
+/// 5 ms, for at most `limit`), so that a page asked for after a write shows it. Returns
+/// whether they got there in time.
+pub async fn settled(pool: &PgPool, limit: Duration) -> Result<bool, ProjectionError> {
+    let deadline = Instant::now() + limit;
+    let mut conn = pool.acquire().await?;
+    let Some(head) = log::head(&mut conn).await? else {
+        return Ok(true);
+    };
+    loop {
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM projection_checkpoint \
+              WHERE name NOT LIKE '%\\_\\_next' AND (tx_id, position) < ($1, $2)",
+        )
+        .bind(head.tx_id)
+        .bind(head.position)
+        .fetch_one(&mut *conn)
+        .await?;
+        if behind == 0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Status {
     pub name: String,

@@ -117,6 +117,10 @@ impl Application {
                 guard::guard,
             ))
             .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                settle_after_write,
+            ))
             .layer(axum::middleware::from_fn(csrf::verify))
             .layer(auth_layer)
             .layer(axum::middleware::from_fn_with_state(
@@ -179,3 +183,27 @@ async fn not_found() -> AppError {
 pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(10);
 /// Seconds without an operator's acknowledgement before a signal is escalated.
 pub const DEFAULT_ESCALATE_AFTER_SECONDS: u32 = 60;
+
+/// How long a form's redirect may wait for the projections (they follow within
+/// milliseconds; past this, the page may show the change a moment late).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Read your writes: a form that wrote answers with a redirect (303) once every projection
+/// has read the log as far as it reached, so the page it sends the user to shows the change
+/// (a new person's page, a closed signal, a register without the child who went home).
+async fn settle_after_write(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let write = request.method() == axum::http::Method::POST;
+    let response = next.run(request).await;
+    if write && response.status() == axum::http::StatusCode::SEE_OTHER {
+        match opora_projections::settled(state.log.pool(), SETTLE).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("projections still behind after a write's redirect"),
+            Err(error) => tracing::debug!(%error, "could not wait for the projections"),
+        }
+    }
+    response
+}

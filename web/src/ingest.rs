@@ -652,6 +652,122 @@ impl<'a> Fields<'a> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// What each call reads from its body (no database): shared by the handlers and the fuzz
+// targets.
+// ---------------------------------------------------------------------------------------
+
+/// A child's registration: the child's pseudonym (from the path), region, city, adults.
+fn read_registration(
+    fields: &mut Fields,
+    child: &str,
+) -> (Option<RegionCode>, Option<String>, Vec<Recipient>) {
+    if child.is_empty() || child.chars().count() > MAX_PSEUDONYM_CHARS || child.contains('\0') {
+        fields.problem("child", "too-long");
+    }
+    let region = fields.region();
+    if region.is_none() && !fields.problems.iter().any(|p| p.field == "region") {
+        fields.problem("region", "required");
+    }
+    let city = fields.string("city", false, 100);
+    let adults = fields.adults("trusted_adults").unwrap_or_default();
+    (region, city, adults)
+}
+
+/// A raise's fields, each `None` where missing or wrong (the problem is in `Fields`).
+struct Raise {
+    child: Option<String>,
+    pressed_at: Option<OffsetDateTime>,
+    received_at: Option<OffsetDateTime>,
+    location: Option<Location>,
+    kind: Option<SignalKind>,
+    region: Option<RegionCode>,
+    city: Option<String>,
+    drill: bool,
+    adults: Option<Vec<Recipient>>,
+}
+
+fn read_raise(fields: &mut Fields) -> Raise {
+    Raise {
+        child: fields.string("child", true, MAX_PSEUDONYM_CHARS),
+        pressed_at: fields.time("pressed_at", true),
+        received_at: fields.time("received_at", false),
+        location: fields.location(true),
+        kind: fields.kind(),
+        region: fields.region(),
+        city: fields.string("city", false, 100),
+        drill: fields.boolean("drill").unwrap_or(false),
+        adults: fields.adults("trusted_adults"),
+    }
+}
+
+fn read_location(f: &mut Fields) -> Option<SignalCommand> {
+    let at = f.time("at", true);
+    let location = f.location(true);
+    at.zip(location)
+        .map(|(at, location)| SignalCommand::UpdateLocation { at, location })
+}
+
+fn read_cancel(f: &mut Fields) -> Option<SignalCommand> {
+    f.time("at", true).map(|at| SignalCommand::Cancel { at })
+}
+
+fn read_acknowledgement(f: &mut Fields) -> Option<SignalCommand> {
+    let adult = f.string("adult", true, MAX_PSEUDONYM_CHARS);
+    let at = f.time("at", true);
+    adult
+        .zip(at)
+        .map(|(adult, at)| SignalCommand::AdultAcknowledge { adult, at })
+}
+
+fn read_resolution(f: &mut Fields) -> Option<SignalCommand> {
+    let adult = f.string("adult", true, MAX_PSEUDONYM_CHARS);
+    let at = f.time("at", true);
+    let on_scene_at = f.time("on_scene_at", false);
+    adult
+        .zip(at)
+        .map(|(adult, at)| SignalCommand::CircleResolve {
+            adult,
+            at,
+            on_scene_at,
+        })
+}
+
+/// The fuzz targets' way in (`fuzz/`, and the suite's replay of their corpus): the first
+/// byte picks one of the six calls, the rest is its body, read as that call reads it and
+/// refused as it would be, on a clock fixed at 05.12.2026 12:00 UTC. Returns the status the
+/// call would answer if the body alone decided it. Never panics, whatever the bytes.
+#[doc(hidden)]
+pub fn fuzz_body(data: &[u8]) -> StatusCode {
+    let Some((&call, body)) = data.split_first() else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let tr = Tr::new(Lang::Ru);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let mut fields = match Fields::parse(&tr, &headers, body) {
+        Ok(fields) => fields,
+        Err(response) => return response.status(),
+    };
+    // A fixed clock, so that an input reads the same on any day (the seeds' times included).
+    fields.now = time::macros::datetime!(2026-12-05 12:00 UTC);
+    match call % 6 {
+        0 => drop(read_registration(&mut fields, "fuzz-child")),
+        1 => drop(read_raise(&mut fields)),
+        2 => drop(read_location(&mut fields)),
+        3 => drop(read_cancel(&mut fields)),
+        4 => drop(read_acknowledgement(&mut fields)),
+        _ => drop(read_resolution(&mut fields)),
+    }
+    match fields.finish() {
+        Ok(()) => StatusCode::OK,
+        Err(problems) => invalid(&tr, problems).status(),
+    }
+}
+
 /// The idempotency key, required on every POST.
 fn idempotency(caller: &Caller) -> Result<String, Problem> {
     match caller.key.as_deref() {
@@ -706,15 +822,7 @@ async fn register_child(
         Err(response) => return response,
     };
     let child = child.trim().to_owned();
-    if child.is_empty() || child.chars().count() > MAX_PSEUDONYM_CHARS || child.contains('\0') {
-        fields.problem("child", "too-long");
-    }
-    let region = fields.region();
-    if region.is_none() && !fields.problems.iter().any(|p| p.field == "region") {
-        fields.problem("region", "required");
-    }
-    let city = fields.string("city", false, 100);
-    let adults = fields.adults("trusted_adults").unwrap_or_default();
+    let (region, city, adults) = read_registration(&mut fields, &child);
     let mut problems = fields.finish().err().unwrap_or_default();
     if let Some(region) = &region {
         match region_exists(&state, region).await {
@@ -760,15 +868,17 @@ async fn raise(
         Ok(fields) => fields,
         Err(response) => return response,
     };
-    let child = fields.string("child", true, MAX_PSEUDONYM_CHARS);
-    let pressed_at = fields.time("pressed_at", true);
-    let received_at = fields.time("received_at", false);
-    let location = fields.location(true);
-    let kind = fields.kind();
-    let region = fields.region();
-    let city = fields.string("city", false, 100);
-    let drill = fields.boolean("drill").unwrap_or(false);
-    let adults = fields.adults("trusted_adults");
+    let Raise {
+        child,
+        pressed_at,
+        received_at,
+        location,
+        kind,
+        region,
+        city,
+        drill,
+        adults,
+    } = read_raise(&mut fields);
     let mut problems = fields.finish().err().unwrap_or_default();
     if let Err(problem) = &key {
         problems.insert(0, problem.clone());
@@ -905,7 +1015,7 @@ async fn step(
     signal: Uuid,
     headers: &HeaderMap,
     body: &[u8],
-    read: impl FnOnce(&mut Fields) -> Option<SignalCommand>,
+    read: fn(&mut Fields) -> Option<SignalCommand>,
 ) -> Response {
     let tr = caller.tr;
     let mut fields = match Fields::parse(&tr, headers, body) {
@@ -924,12 +1034,15 @@ async fn location(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    step(&state, &caller, "location", signal, &headers, &body, |f| {
-        let at = f.time("at", true);
-        let location = f.location(true);
-        at.zip(location)
-            .map(|(at, location)| SignalCommand::UpdateLocation { at, location })
-    })
+    step(
+        &state,
+        &caller,
+        "location",
+        signal,
+        &headers,
+        &body,
+        read_location,
+    )
     .await
 }
 
@@ -940,9 +1053,15 @@ async fn cancel(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    step(&state, &caller, "cancel", signal, &headers, &body, |f| {
-        f.time("at", true).map(|at| SignalCommand::Cancel { at })
-    })
+    step(
+        &state,
+        &caller,
+        "cancel",
+        signal,
+        &headers,
+        &body,
+        read_cancel,
+    )
     .await
 }
 
@@ -960,13 +1079,7 @@ async fn adult_ack(
         signal,
         &headers,
         &body,
-        |f| {
-            let adult = f.string("adult", true, MAX_PSEUDONYM_CHARS);
-            let at = f.time("at", true);
-            adult
-                .zip(at)
-                .map(|(adult, at)| SignalCommand::AdultAcknowledge { adult, at })
-        },
+        read_acknowledgement,
     )
     .await
 }
@@ -985,18 +1098,7 @@ async fn circle_resolved(
         signal,
         &headers,
         &body,
-        |f| {
-            let adult = f.string("adult", true, MAX_PSEUDONYM_CHARS);
-            let at = f.time("at", true);
-            let on_scene_at = f.time("on_scene_at", false);
-            adult
-                .zip(at)
-                .map(|(adult, at)| SignalCommand::CircleResolve {
-                    adult,
-                    at,
-                    on_scene_at,
-                })
-        },
+        read_resolution,
     )
     .await
 }

@@ -1440,7 +1440,10 @@ pub(crate) async fn aid_report(
     query: &ReportQuery,
 ) -> AppResult<Result<AidReport, Refusal>> {
     let scope = report_scope(viewer);
-    let today = crate::i18n::today_in("Europe/Moscow");
+    // Deliveries are dated in their region's zone: "today" is the latest date anywhere in
+    // Russia (Kamchatka, UTC+12), so a delivery made today in Barnaul at 01:00 (still
+    // yesterday in Moscow) is in the default period.
+    let today = crate::i18n::today_in("Asia/Kamchatka");
     let (from, to) = match period(query, today) {
         Ok(p) => p,
         Err(key) => return Ok(Err(Refusal::new(tr, key))),
@@ -1767,7 +1770,10 @@ pub(crate) async fn traced_deliveries(
     query: &ReportQuery,
 ) -> AppResult<Result<TracedDeliveries, Refusal>> {
     let scope = report_scope(viewer);
-    let today = crate::i18n::today_in("Europe/Moscow");
+    // Deliveries are dated in their region's zone: "today" is the latest date anywhere in
+    // Russia (Kamchatka, UTC+12), so a delivery made today in Barnaul at 01:00 (still
+    // yesterday in Moscow) is in the default period.
+    let today = crate::i18n::today_in("Asia/Kamchatka");
     let (from, to) = match period(query, today) {
         Ok(p) => p,
         Err(key) => return Ok(Err(Refusal::new(tr, key))),

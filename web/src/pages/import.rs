@@ -454,6 +454,45 @@ pub(crate) fn read_rows(filename: &str, bytes: &[u8]) -> Result<Vec<Vec<String>>
     Ok(rows)
 }
 
+/// The fuzz targets' way in (`fuzz/`, and the suite's replay of their corpus): the bytes
+/// as an uploaded register file, CSV when the first byte is even and XLSX when it is odd,
+/// read and checked row by row against a small region. Returns the rows checked; never
+/// panics, whatever the bytes.
+#[doc(hidden)]
+pub fn fuzz_file(data: &[u8]) -> usize {
+    let Some((&kind, bytes)) = data.split_first() else {
+        return 0;
+    };
+    let name = if kind % 2 == 0 {
+        "reestr.csv"
+    } else {
+        "reestr.xlsx"
+    };
+    let Ok(rows) = read_rows(name, bytes) else {
+        return 0;
+    };
+    let region = RegionData {
+        today: time::macros::date!(2026 - 12 - 05),
+        municipalities: vec![("казань".to_owned(), Uuid::nil())],
+        institutions: vec![("детский дом № 1".to_owned(), Uuid::nil(), None)],
+        existing: HashSet::new(),
+    };
+    check_rows(Tr::new(crate::i18n::Lang::Ru), &rows, &region).len()
+}
+
+/// Seeds for the import fuzz target, as [`fuzz_file`] reads them: the templates the import
+/// page offers, as CSV and as XLSX.
+#[doc(hidden)]
+pub fn fuzz_seeds() -> anyhow::Result<Vec<Vec<u8>>> {
+    let tr = Tr::new(crate::i18n::Lang::Ru);
+    let csv = export::csv(&headers(tr), &[example_row()])?;
+    let xlsx = export::xlsx(&tr.t("register-sheet"), &headers(tr), &[example_row()])?;
+    Ok(vec![
+        [&[0u8][..], &csv].concat(),
+        [&[1u8][..], &xlsx].concat(),
+    ])
+}
+
 /// An Excel date serial (days since 30.12.1899) as `DD.MM.YYYY`.
 fn excel_date(serial: f64) -> String {
     let base = time::macros::date!(1899 - 12 - 30);

@@ -316,7 +316,13 @@ pub async fn dashboard(
     if region.is_some_and(|r| !scope.sees(r)) {
         return Err(AppError::NotFound);
     }
-    let window = match window(tr, query, today_in(ZONE)) {
+    // "Today" is the region's date on a region's page (facts are dated in their region's
+    // zone), Moscow's on the federal one.
+    let zone = match region {
+        Some(region) => crate::pages::cases::region_zone(state, region).await?,
+        None => ZONE.to_owned(),
+    };
+    let window = match window(tr, query, today_in(&zone)) {
         Ok(w) => w,
         Err(refusal) => return Ok(Err(refusal)),
     };
