@@ -453,6 +453,14 @@ fn fuzz_seeds_regressions_and_their_mutations_never_panic() {
     for file in &files {
         assert_eq!(fuzz_file(file), 1, "an import template reads as one row");
     }
+    // `OPORA_WRITE_FUZZ_SEEDS=1` writes the templates as the import target's seeds.
+    if std::env::var_os("OPORA_WRITE_FUZZ_SEEDS").is_some() {
+        let dir = fuzz.join("seeds/import_file");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, name) in files.iter().zip(["0-template.csv", "1-template.xlsx"]) {
+            std::fs::write(dir.join(name), file).unwrap();
+        }
+    }
     let mut ingest = bodies;
     ingest.extend(read("regressions/ingest_json"));
     let mut import = files;
