@@ -35,6 +35,10 @@ pub struct AppConfig {
     /// «Заступник»: a signal nobody has acknowledged this many seconds after it arrived is
     /// escalated (highlighted on the console, and an escalation event).
     pub escalate_after_seconds: u32,
+    /// How long a form's redirect may wait for the projections' runners to read what it
+    /// wrote (read your writes; see `settle_after_write`). `None` where no runner follows
+    /// the log in the background (tests bring projections up to date themselves).
+    pub settle_writes: Option<std::time::Duration>,
 }
 
 impl Default for AppConfig {
@@ -45,6 +49,7 @@ impl Default for AppConfig {
             absolute_timeout: auth::ABSOLUTE_TIMEOUT,
             mail: crate::mail::Mailer::default(),
             escalate_after_seconds: DEFAULT_ESCALATE_AFTER_SECONDS,
+            settle_writes: None,
         }
     }
 }
@@ -184,9 +189,9 @@ pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(10);
 /// Seconds without an operator's acknowledgement before a signal is escalated.
 pub const DEFAULT_ESCALATE_AFTER_SECONDS: u32 = 60;
 
-/// How long a form's redirect may wait for the projections (they follow within
-/// milliseconds; past this, the page may show the change a moment late).
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long `opora serve` lets a form's redirect wait for the projections (they follow
+/// within milliseconds; past this, the page may show the change a moment late).
+pub const SETTLE_WRITES: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Read your writes: a form that wrote answers with a redirect (303) once every projection
 /// has read the log as far as it reached, so the page it sends the user to shows the change
@@ -198,8 +203,11 @@ async fn settle_after_write(
 ) -> axum::response::Response {
     let write = request.method() == axum::http::Method::POST;
     let response = next.run(request).await;
+    let Some(limit) = state.config.settle_writes else {
+        return response;
+    };
     if write && response.status() == axum::http::StatusCode::SEE_OTHER {
-        match opora_projections::settled(state.log.pool(), SETTLE).await {
+        match opora_projections::settled(state.log.pool(), limit).await {
             Ok(true) => {}
             Ok(false) => tracing::debug!("projections still behind after a write's redirect"),
             Err(error) => tracing::debug!(%error, "could not wait for the projections"),

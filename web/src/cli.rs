@@ -396,6 +396,8 @@ async fn serve(
             https,
             mail,
             escalate_after_seconds: escalate_after,
+            // `serve` runs the projections' runners beside the server.
+            settle_writes: Some(crate::app::SETTLE_WRITES),
             ..AppConfig::default()
         },
     );

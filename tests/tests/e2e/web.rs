@@ -185,3 +185,52 @@ async fn pages_speak_english_when_asked_and_hsts_comes_with_https() {
         .unwrap()
         .contains("max-age"));
 }
+
+/// Read your writes: with the projections' runners following the log in the background, as
+/// under `opora serve`, the page a form redirects to shows what the form wrote at once. A
+/// new person's page answers 200 with the name (without the wait it answered 404 while the
+/// `persons` projection had not yet read the registration).
+#[tokio::test]
+async fn a_forms_redirect_shows_what_it_wrote_while_runners_follow_in_the_background() {
+    let test = TestApp::with_demo_config(AppConfig {
+        settle_writes: Some(opora_web::app::SETTLE_WRITES),
+        ..AppConfig::default()
+    })
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runner = opora_projections::Runner::new(
+        test.db.log.clone(),
+        opora_projections::RunnerConfig::default(),
+    );
+    let tasks = runner.spawn(opora_projections::all(), stopped);
+    let mut curator = test.client();
+    curator.login("curator16").await;
+    for i in 0..5 {
+        let family = format!("Проверкина-{i}");
+        let created = curator
+            .post(
+                "/lyudi",
+                &[
+                    ("kind", "child"),
+                    ("sex", "female"),
+                    ("region", "16"),
+                    ("family_name", &family),
+                    ("given_name", "Анна"),
+                    ("birth_date", "01.02.2015"),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+        let page = curator.get(created.location()).await;
+        assert_eq!(
+            page.status,
+            StatusCode::OK,
+            "the new person's page, at once"
+        );
+        assert!(page.body.contains(&family));
+    }
+    stop.send(true).unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
