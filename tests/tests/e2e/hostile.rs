@@ -509,3 +509,74 @@ fn fuzz_seeds_regressions_and_their_mutations_never_panic() {
         })
         .unwrap();
 }
+
+/// Every free-text field is shown escaped, wherever it appears: askama escapes HTML in every
+/// `.html` template by default, and the only values any template shows unescaped are the
+/// SVGs Opora draws itself from figures and its own escaped labels (the dashboard's trend
+/// chart, the enrolment QR code). A new `|safe`, or a template whose escaping is turned
+/// off, fails this test until it is reviewed and listed here.
+#[test]
+fn no_template_shows_anything_unescaped_but_the_svgs_opora_draws() {
+    const REVIEWED: [&str; 3] = ["p.chart|safe", "chart|safe", "qr_svg|safe"];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut templates = Vec::new();
+    let mut dirs = vec![root.join("templates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                templates.push(path);
+            }
+        }
+    }
+    assert!(templates.len() > 40, "the templates were not found");
+    let mut unreviewed = Vec::new();
+    for path in &templates {
+        assert_eq!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("html"),
+            "{} would not be HTML-escaped",
+            path.display()
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        for (at, _) in text.match_indices("safe") {
+            let start = text[..at].rfind("{{").unwrap_or(0);
+            let expression: String = text[start..]
+                .split("}}")
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("{{")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if expression.contains("|safe") && !REVIEWED.contains(&expression.as_str()) {
+                unreviewed.push(format!("{}: {expression}", path.display()));
+            }
+        }
+        assert!(
+            !text.contains("autoescape") && !text.contains("escape=\"none\""),
+            "{} turns escaping off",
+            path.display()
+        );
+    }
+    assert_eq!(unreviewed, Vec::<String>::new(), "shown without escaping");
+    // Nor does any template declared in the code turn escaping off.
+    let mut sources = vec![root.join("web/src")];
+    while let Some(dir) = sources.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let code = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !code.contains("escape = \"none\""),
+                    "{} declares a template without escaping",
+                    path.display()
+                );
+            }
+        }
+    }
+}
