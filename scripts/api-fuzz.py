@@ -5,10 +5,11 @@ Usage: scripts/api-fuzz.py BASE_URL [--max-examples N]
 
 Signs `curator16` in through the login form (password, then the TOTP enrolment with a code
 computed from the enrolment page's secret), takes the API's CSRF token from /api/v1/me and
-runs `schemathesis run BASE_URL/api/v1/openapi.json` with the session cookie and the token,
-checking: no 5xx, every status and content type documented, every body as its schema says.
+runs `schemathesis run BASE_URL/api/v1/openapi.json` with the session cookie and the token;
+then `schemathesis run BASE_URL/ingest/v1/openapi.json` with the demo integration key.
+Checks: no 5xx, every status and content type documented, every body as its schema says.
 Prints the number of requests sent and exits non-zero on any failure or if fewer than
-1,000 requests were sent.
+1,000 requests were sent in all.
 """
 
 import base64
@@ -27,6 +28,8 @@ from http.cookiejar import CookieJar
 
 PASSWORD = "opora-demo-2026"
 LOGIN = "curator16"
+# The demo's ingestion key (public, like the demo password; `opora serve --demo` registers it).
+INGEST_KEY = "opk_demo_zastupnik_2026"
 MIN_REQUESTS = 1000
 
 
@@ -78,13 +81,34 @@ def main() -> int:
     token = json.loads(get("/api/v1/me"))["csrf_token"]
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
 
+    failed = False
+    total = 0
+    for name, document, headers in [
+        (f"the JSON API as {LOGIN}", "/api/v1/openapi.json",
+         [f"Cookie: {cookie}", f"X-CSRF-Token: {token}"]),
+        ("the ingestion API with the demo integration key", "/ingest/v1/openapi.json",
+         [f"Authorization: Bearer {INGEST_KEY}"]),
+    ]:
+        requests, ok = schemathesis(base, document, headers, max_examples)
+        print(f"api-fuzz: schemathesis sent {requests} requests to {name}")
+        total += requests
+        failed |= not ok
+    if failed:
+        print("api-fuzz: schemathesis found failures (above)")
+        return 1
+    if total < MIN_REQUESTS:
+        print(f"api-fuzz: fewer than {MIN_REQUESTS} requests in all")
+        return 1
+    return 0
+
+
+def schemathesis(base: str, document: str, headers: list, max_examples: str):
+    """One schemathesis run over a served OpenAPI document: (requests sent, passed)."""
     with tempfile.TemporaryDirectory() as out:
         har = os.path.join(out, "requests.har")
         command = [
-            "schemathesis", "run", f"{base}/api/v1/openapi.json",
+            "schemathesis", "run", f"{base}{document}",
             "--url", base,
-            "-H", f"Cookie: {cookie}",
-            "-H", f"X-CSRF-Token: {token}",
             "--checks", "not_a_server_error,status_code_conformance,"
                         "content_type_conformance,response_schema_conformance",
             "--phases", "examples,coverage,fuzzing",
@@ -94,17 +118,12 @@ def main() -> int:
             "--seed", "1",
             "--report", "har", "--report-har-path", har,
         ]
+        for header in headers:
+            command += ["-H", header]
         result = subprocess.run(command)
         with open(har) as f:
             requests = len(json.load(f)["log"]["entries"])
-    print(f"api-fuzz: schemathesis sent {requests} requests as {LOGIN}")
-    if result.returncode != 0:
-        print("api-fuzz: schemathesis found failures (above)")
-        return 1
-    if requests < MIN_REQUESTS:
-        print(f"api-fuzz: fewer than {MIN_REQUESTS} requests")
-        return 1
-    return 0
+    return requests, result.returncode == 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ingest/v1/signals/{id}/cancel", post(cancel))
         .route("/ingest/v1/signals/{id}/acknowledgements", post(adult_ack))
         .route("/ingest/v1/signals/{id}/resolution", post(circle_resolved))
+        .route("/ingest/v1/openapi.json", axum::routing::get(openapi))
 }
 
 /// The aggregates the API writes, and each client's rate limiter.
@@ -338,7 +340,9 @@ fn invalid(tr: &Tr, problems: Vec<Problem>) -> Response {
         .into_response()
 }
 
-#[derive(Serialize)]
+/// A signal's id: the raise's answer (201 the first time, 200 for a retry with the same
+/// `Idempotency-Key`), and each step's.
+#[derive(Serialize, ToSchema)]
 struct SignalAnswer {
     signal: Uuid,
 }
@@ -809,6 +813,10 @@ async fn region_exists(state: &AppState, region: &RegionCode) -> Result<bool, sq
         .await
 }
 
+#[utoipa::path(put, path = "/ingest/v1/children/{child}", tag = "ingestion",
+    params(("child" = String, Path, description = "The child's pseudonymous id in the app (1–128 characters)")),
+    request_body = RegistrationBody,
+    responses((status = 200, body = ChildAnswer, description = "Registered (again: the last registration counts)")))]
 async fn register_child(
     State(state): State<AppState>,
     caller: Caller,
@@ -856,6 +864,10 @@ async fn register_child(
     }
 }
 
+#[utoipa::path(post, path = "/ingest/v1/signals", tag = "ingestion",
+    params(IdempotencyKey), request_body = RaiseBody,
+    responses((status = 201, body = SignalAnswer, description = "Raised; the trusted adults are being notified"),
+              (status = 200, body = SignalAnswer, description = "A retry: already raised, nothing new written")))]
 async fn raise(
     State(state): State<AppState>,
     caller: Caller,
@@ -1027,6 +1039,9 @@ async fn step(
     signal_call(state, caller, call, signal, problems, command).await
 }
 
+#[utoipa::path(post, path = "/ingest/v1/signals/{id}/location", tag = "ingestion",
+    params(SignalPath, IdempotencyKey), request_body = LocationBody,
+    responses((status = 200, body = SignalAnswer)))]
 async fn location(
     State(state): State<AppState>,
     caller: Caller,
@@ -1046,6 +1061,9 @@ async fn location(
     .await
 }
 
+#[utoipa::path(post, path = "/ingest/v1/signals/{id}/cancel", tag = "ingestion",
+    params(SignalPath, IdempotencyKey), request_body = AtBody,
+    responses((status = 200, body = SignalAnswer)))]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -1065,6 +1083,9 @@ async fn cancel(
     .await
 }
 
+#[utoipa::path(post, path = "/ingest/v1/signals/{id}/acknowledgements", tag = "ingestion",
+    params(SignalPath, IdempotencyKey), request_body = AdultAtBody,
+    responses((status = 200, body = SignalAnswer)))]
 async fn adult_ack(
     State(state): State<AppState>,
     caller: Caller,
@@ -1084,6 +1105,9 @@ async fn adult_ack(
     .await
 }
 
+#[utoipa::path(post, path = "/ingest/v1/signals/{id}/resolution", tag = "ingestion",
+    params(SignalPath, IdempotencyKey), request_body = ResolutionBody,
+    responses((status = 200, body = SignalAnswer)))]
 async fn circle_resolved(
     State(state): State<AppState>,
     caller: Caller,
@@ -1101,4 +1125,246 @@ async fn circle_resolved(
         read_resolution,
     )
     .await
+}
+
+// ---------------------------------------------------------------------------------------
+// The OpenAPI document (`GET /ingest/v1/openapi.json`): what the calls read, as the
+// readers above read it. These types describe; the readers decide.
+// ---------------------------------------------------------------------------------------
+
+mod doc {
+    #![allow(dead_code)]
+
+    use serde::Serialize;
+    use time::OffsetDateTime;
+    use utoipa::{IntoParams, ToSchema};
+    use uuid::Uuid;
+
+    /// How a trusted adult is notified.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ChannelName {
+        Push,
+        Sms,
+        Call,
+    }
+
+    /// What the child pressed the button for (default `panic`).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum KindName {
+        Panic,
+        Lost,
+        Threat,
+        Bullying,
+        Health,
+        Accident,
+        Other,
+    }
+
+    /// A trusted adult of the child, and how to reach them.
+    #[derive(Serialize, ToSchema)]
+    pub struct AdultBody {
+        /// The adult's pseudonymous id in the app.
+        #[schema(min_length = 1, max_length = 128)]
+        pub id: String,
+        #[schema(min_items = 1)]
+        pub channels: Vec<ChannelName>,
+    }
+
+    /// A child's registration: where the child lives, and the trusted circle.
+    #[derive(Serialize, ToSchema)]
+    pub struct RegistrationBody {
+        /// The region's code (`55`); it must be a subject of the Russian Federation.
+        #[schema(min_length = 1, max_length = 3)]
+        pub region: String,
+        #[schema(max_length = 100)]
+        pub city: Option<String>,
+        pub trusted_adults: Option<Vec<AdultBody>>,
+    }
+
+    /// The child pressed the button. Region, city and adults default to the registration's.
+    #[derive(Serialize, ToSchema)]
+    pub struct RaiseBody {
+        /// The child's pseudonymous id in the app.
+        #[schema(min_length = 1, max_length = 128)]
+        pub child: String,
+        /// When the button was pressed: not more than 5 minutes ahead of the server's clock,
+        /// nor older than 24 hours.
+        pub pressed_at: OffsetDateTime,
+        /// When the app's backend received it (default: now).
+        pub received_at: Option<OffsetDateTime>,
+        #[serde(flatten)]
+        pub position: Position,
+        pub kind: Option<KindName>,
+        #[schema(max_length = 3)]
+        pub region: Option<String>,
+        #[schema(max_length = 100)]
+        pub city: Option<String>,
+        /// A drill: shown as such, kept out of the figures.
+        pub drill: Option<bool>,
+        pub trusted_adults: Option<Vec<AdultBody>>,
+    }
+
+    /// Where the child is.
+    #[derive(Serialize, ToSchema)]
+    pub struct Position {
+        #[schema(minimum = -90, maximum = 90)]
+        pub latitude: f64,
+        #[schema(minimum = -180, maximum = 180)]
+        pub longitude: f64,
+        /// Metres.
+        #[schema(minimum = 0, maximum = 100000)]
+        pub accuracy_m: Option<f64>,
+    }
+
+    /// A new position of the child.
+    #[derive(Serialize, ToSchema)]
+    pub struct LocationBody {
+        pub at: OffsetDateTime,
+        #[serde(flatten)]
+        pub position: Position,
+    }
+
+    /// The child cancelled the signal.
+    #[derive(Serialize, ToSchema)]
+    pub struct AtBody {
+        pub at: OffsetDateTime,
+    }
+
+    /// A trusted adult saw the signal.
+    #[derive(Serialize, ToSchema)]
+    pub struct AdultAtBody {
+        #[schema(min_length = 1, max_length = 128)]
+        pub adult: String,
+        pub at: OffsetDateTime,
+    }
+
+    /// The trusted circle settled it.
+    #[derive(Serialize, ToSchema)]
+    pub struct ResolutionBody {
+        #[schema(min_length = 1, max_length = 128)]
+        pub adult: String,
+        pub at: OffsetDateTime,
+        pub on_scene_at: Option<OffsetDateTime>,
+    }
+
+    /// The registered child's id.
+    #[derive(Serialize, ToSchema)]
+    pub struct ChildAnswer {
+        pub child: String,
+    }
+
+    /// One thing wrong with a call.
+    #[derive(Serialize, ToSchema)]
+    pub struct ProblemBody {
+        /// The JSON field (`trusted_adults[1].channels`), or `body` / `Idempotency-Key`.
+        pub field: String,
+        /// `required`, `type`, `out-of-range`, `unknown-value`, `too-long`, `in-future`,
+        /// `too-old`, `unknown-field`, `malformed`.
+        pub code: String,
+        pub message: String,
+    }
+
+    /// Every error answer: a code for programmes, a message for people (Russian, or English
+    /// with `Accept-Language: en`), and for a refused body every problem at once.
+    #[derive(Serialize, ToSchema)]
+    pub struct IngestError {
+        pub error: String,
+        pub message: String,
+        pub problems: Option<Vec<ProblemBody>>,
+    }
+
+    /// The signal.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Path)]
+    pub struct SignalPath {
+        /// The id the raise answered.
+        pub id: Uuid,
+    }
+
+    /// Required on every POST: a retry with the same key writes nothing new and answers as
+    /// the first call did.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Header)]
+    pub struct IdempotencyKey {
+        /// 1–200 printable ASCII characters.
+        #[param(
+            rename = "Idempotency-Key",
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[!-~]{1,200}$"
+        )]
+        pub idempotency_key: String,
+    }
+}
+
+use doc::{
+    AdultAtBody, AtBody, ChildAnswer, IdempotencyKey, IngestError, LocationBody, RaiseBody,
+    RegistrationBody, ResolutionBody, SignalPath,
+};
+
+struct IngestSecurity;
+
+impl utoipa::Modify for IngestSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "integration",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The integration key of the app's backend (`opora integration create`).",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let steps = path.contains("{id}");
+            for operation in [item.post.as_mut(), item.put.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                let mut common = vec![
+                    ("400", "A path parameter cannot be read (`bad-request`)."),
+                    ("401", "No valid integration key (`unauthorized`)."),
+                    ("413", "The body is over 64 KiB (`too-large`)."),
+                    ("415", "The body is not `application/json` (`not-json`)."),
+                    ("422", "The body or the `Idempotency-Key` is wrong (`invalid-input`, with every problem), or holds a value the database cannot store (`unstorable`); nothing was written."),
+                    ("429", "Over the client's rate (`rate-limited`, `Retry-After`)."),
+                    ("503", "The database is away or short of time (`unavailable`, `Retry-After`); nothing was written."),
+                ];
+                if steps {
+                    common.push(("404", "No such signal of this client (`not-found`)."));
+                    common.push(("409", "The signal's state refuses the step (`signal-error-Closed`, …) or another write won (`conflict`)."));
+                } else {
+                    common.push((
+                        "409",
+                        "Another write to the same record won (`conflict`); retry.",
+                    ));
+                }
+                crate::api::add_answers(operation, "IngestError", &common);
+            }
+        }
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Opora ingestion API («Заступник»)", description = "For the children's app's backend: registrations of children and their trusted circles, and emergency signals with their steps. Each call carries `Authorization: Bearer <integration key>`; every POST an `Idempotency-Key`. Times are RFC 3339."),
+    modifiers(&IngestSecurity),
+    security(("integration" = [])),
+    paths(register_child, raise, location, cancel, adult_ack, circle_resolved),
+    components(schemas(SignalAnswer, ChildAnswer, IngestError))
+)]
+pub struct IngestDoc;
+
+async fn openapi() -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(<IngestDoc as utoipa::OpenApi>::openapi()),
+    )
+        .into_response()
 }

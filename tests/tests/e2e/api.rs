@@ -279,3 +279,68 @@ async fn a_case_is_worked_over_the_api_with_the_pages_rules_and_scope() {
         .unwrap()
         .contains("roles"));
 }
+
+/// The ingestion API's own OpenAPI document (for the app's backend, and schemathesis's run
+/// with an integration key) lists its six calls, each answered by the router (401 in JSON
+/// without a key, not 404 or 405), with the bearer key required and the closed lists
+/// (kinds, channels) in the schemas.
+#[tokio::test]
+async fn the_ingestion_openapi_document_lists_the_six_calls_the_router_answers() {
+    let test = TestApp::with_demo().await;
+    let mut anonymous = test.client();
+    let doc = anonymous.get("/ingest/v1/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let doc = body(&doc);
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(|method| (method.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let expected = [
+        ("POST", "/ingest/v1/signals"),
+        ("POST", "/ingest/v1/signals/{id}/acknowledgements"),
+        ("POST", "/ingest/v1/signals/{id}/cancel"),
+        ("POST", "/ingest/v1/signals/{id}/location"),
+        ("POST", "/ingest/v1/signals/{id}/resolution"),
+        ("PUT", "/ingest/v1/children/{child}"),
+    ];
+    assert_eq!(
+        documented,
+        expected
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(doc["security"][0]["integration"], json!([]));
+    let position = &doc["components"]["schemas"]["Position"]["properties"];
+    let kind = &doc["components"]["schemas"]["KindName"]["enum"];
+    assert!(
+        kind.as_array().unwrap().iter().any(|k| k == "bullying"),
+        "{kind}"
+    );
+    assert!(position["latitude"]["maximum"] == 90, "{position}");
+    for (method, path) in expected {
+        let path = path
+            .replace("{id}", &Uuid::now_v7().to_string())
+            .replace("{child}", "c-1");
+        let method: Method = method.parse().unwrap();
+        let answer = anonymous
+            .request(
+                method,
+                &path,
+                Some("{}".to_owned()),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(body(&answer)["error"], "unauthorized", "{path}");
+    }
+}

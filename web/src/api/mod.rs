@@ -269,22 +269,37 @@ impl Modify for Security {
 /// not what the call reads (415, 422), the database away or short of time (503).
 struct CommonAnswers;
 
+/// Adds to `operation` each of `answers` (status, description) it does not list yet, with
+/// a JSON body of the schema `error`.
+pub(crate) fn add_answers(
+    operation: &mut utoipa::openapi::path::Operation,
+    error: &str,
+    answers: &[(&str, &str)],
+) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for (status, description) in answers {
+        operation
+            .responses
+            .responses
+            .entry((*status).to_owned())
+            .or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(*description)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name(error)))
+                                .build(),
+                        )
+                        .build(),
+                )
+            });
+    }
+}
+
 impl Modify for CommonAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-        let error = |description: &str| {
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
-                    .build(),
-            )
-        };
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 (&mut item.get, false),
@@ -311,13 +326,7 @@ impl Modify for CommonAnswers {
                         "The body is not of the call's content type (`bad-request`).",
                     ));
                 }
-                for (status, description) in common {
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| error(description));
-                }
+                add_answers(operation, "ErrorBody", &common);
             }
         }
     }
