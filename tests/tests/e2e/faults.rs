@@ -181,25 +181,14 @@ async fn file_until(
     mut edu: crate::client::Client,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<(uuid::Uuid, StatusCode, Duration)> {
-    let week = opora_domain::weekly::Schedule::default_in("Europe/Moscow")
-        .week_at(time::OffsetDateTime::now_utc());
     let mut answers = Vec::new();
     while !*stop.borrow() {
         let command = uuid::Uuid::now_v7();
         // The same figures twice are refused as unchanged: each filing moves them a little.
-        let children = 1000 + answers.len() % 7;
-        let body = serde_json::json!({
-            "week": week.friday().to_string(), "children": children, "adults": 400,
-            "schools": 20, "schools_with_responsible": 18, "command_id": command,
-        });
+        let children = 1000 + (answers.len() % 7) as u32;
+        let body = filing(children, command);
         let started = Instant::now();
-        let answer = edu
-            .api(
-                axum::http::Method::POST,
-                "/api/v1/weekly/reports",
-                Some(&body),
-            )
-            .await;
+        let answer = file(&mut edu, &body).await;
         answers.push((command, answer.status, started.elapsed()));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -208,6 +197,68 @@ async fn file_until(
 
 /// The server's pool as `opora serve` makes it (`Database::serving_pool`), with a 1 s
 /// statement timeout; the app over it, sharing the test's database.
+/// A Friday filing of Kazan's for this week, as the JSON API takes it.
+fn filing(children: u32, command: uuid::Uuid) -> serde_json::Value {
+    let week = opora_domain::weekly::Schedule::default_in("Europe/Moscow")
+        .week_at(time::OffsetDateTime::now_utc());
+    serde_json::json!({
+        "week": week.friday().to_string(), "children": children, "adults": 400,
+        "schools": 20, "schools_with_responsible": 18, "command_id": command,
+    })
+}
+
+/// The answer is the calm 503 of a database short of time or room: `overloaded`,
+/// `Retry-After: 30`, and the message says nothing was changed.
+fn assert_overloaded(answer: &crate::client::Response) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.headers[header::RETRY_AFTER], "30");
+    let message: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(message["error"], "overloaded", "{message}");
+    assert!(
+        message["message"]
+            .as_str()
+            .unwrap()
+            .contains("данные не изменены"),
+        "{message}"
+    );
+}
+
+/// Files `body` through the JSON API.
+async fn file(
+    edu: &mut crate::client::Client,
+    body: &serde_json::Value,
+) -> crate::client::Response {
+    edu.api(
+        axum::http::Method::POST,
+        "/api/v1/weekly/reports",
+        Some(body),
+    )
+    .await
+}
+
+/// Sends `body` again (same `command_id`): filed, and in the log once.
+async fn files_once(
+    edu: &mut crate::client::Client,
+    pool: &sqlx::PgPool,
+    body: &serde_json::Value,
+) {
+    let filed = file(edu, body).await;
+    assert_eq!(filed.status, StatusCode::CREATED, "{}", filed.body);
+    let command = uuid::Uuid::parse_str(body["command_id"].as_str().unwrap()).unwrap();
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM event WHERE command_id = $1 AND opens_command")
+            .bind(command)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(written, 1);
+}
+
 async fn with_statement_timeout(test: &TestApp) -> TestApp {
     let options = test
         .db
@@ -239,13 +290,7 @@ async fn a_statement_that_runs_out_of_time_answers_503_and_writes_nothing() {
     let slow = with_statement_timeout(&test).await;
     let mut edu = slow.client();
     edu.login("edu-kazan").await;
-    let week = opora_domain::weekly::Schedule::default_in("Europe/Moscow")
-        .week_at(time::OffsetDateTime::now_utc());
-    let command = uuid::Uuid::now_v7();
-    let body = serde_json::json!({
-        "week": week.friday().to_string(), "children": 1000, "adults": 400,
-        "schools": 20, "schools_with_responsible": 18, "command_id": command,
-    });
+    let body = filing(1000, uuid::Uuid::now_v7());
     let events = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event")
             .fetch_one(&pool)
@@ -261,29 +306,8 @@ async fn a_statement_that_runs_out_of_time_answers_503_and_writes_nothing() {
         .await
         .unwrap();
     let started = Instant::now();
-    let refused = edu
-        .api(
-            axum::http::Method::POST,
-            "/api/v1/weekly/reports",
-            Some(&body),
-        )
-        .await;
-    assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        refused.body
-    );
-    assert_eq!(refused.headers[header::RETRY_AFTER], "30");
-    let answer: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
-    assert_eq!(answer["error"], "overloaded");
-    assert!(
-        answer["message"]
-            .as_str()
-            .unwrap()
-            .contains("данные не изменены"),
-        "{answer}"
-    );
+    let refused = file(&mut edu, &body).await;
+    assert_overloaded(&refused);
     assert!(started.elapsed() < Duration::from_secs(10), "no hang");
     holder.rollback().await.unwrap();
     assert_eq!(
@@ -325,19 +349,141 @@ async fn a_statement_that_runs_out_of_time_answers_503_and_writes_nothing() {
     holder.rollback().await.unwrap();
 
     // Once the log is free, the same call (same command_id) files the report, once.
-    let filed = edu
-        .api(
-            axum::http::Method::POST,
-            "/api/v1/weekly/reports",
-            Some(&body),
+    files_once(&mut edu, &test.db.pool, &body).await;
+}
+
+/// A tmpfs of a few MiB mounted for a tablespace, owned by the database server's user
+/// (`postgres`); unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// `None` when not root (mounting needs it): the caller says so and checks nothing.
+    fn mount(mebibytes: u32) -> Option<Self> {
+        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return None;
+        }
+        let dir =
+            std::env::temp_dir().join(format!("opora-disk-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |program: &str, args: &[&str]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "{program} {args:?}");
+        };
+        let path = dir.to_str().unwrap().to_owned();
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mebibytes}m,mode=0700"),
+                "tmpfs",
+                &path,
+            ],
+        );
+        run("chown", &["postgres:postgres", &path]);
+        Some(Self { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A full disk: the log's table is moved to a tablespace on a 16 MiB disk, and the disk is
+/// filled. Filings go on until one needs a new page of the log: it answers 503 `overloaded`
+/// with `Retry-After` and says nothing was changed; every answer is 201 or that 503, never a
+/// 500; the refused filing is not in the log and the chain verifies. With room again, the
+/// same `command_id` files once. Mounting the disk needs root (as in CI); without it, the
+/// test says so and checks nothing.
+#[tokio::test]
+async fn a_full_disk_answers_503_and_writes_nothing() {
+    let Some(disk) = SmallDisk::mount(16) else {
+        eprintln!(
+            "a_full_disk_answers_503_and_writes_nothing: not root, so no disk to fill; skipped"
+        );
+        return;
+    };
+    let test = TestApp::with_demo().await;
+    let pool = &test.db.pool;
+    let space = format!("small_{}", uuid::Uuid::now_v7().simple());
+    for statement in [
+        format!(
+            "CREATE TABLESPACE {space} LOCATION '{}'",
+            disk.dir.display()
+        ),
+        format!("ALTER TABLE event SET TABLESPACE {space}"),
+        format!("CREATE TABLE filler (x text) TABLESPACE {space}"),
+    ] {
+        sqlx::query(&statement).execute(pool).await.unwrap();
+    }
+    let mut full = false;
+    for _ in 0..10_000 {
+        let filled = sqlx::query(
+            "INSERT INTO filler SELECT repeat(md5(random()::text), 32) FROM generate_series(1, 200)",
         )
+        .execute(pool)
         .await;
-    assert_eq!(filed.status, StatusCode::CREATED, "{}", filed.body);
-    let written: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM event WHERE command_id = $1 AND opens_command")
-            .bind(command)
-            .fetch_one(&test.db.pool)
+        if let Err(error) = filled {
+            let code = error
+                .as_database_error()
+                .and_then(|e| e.code())
+                .unwrap_or_default();
+            assert_eq!(code, "53100", "{error}");
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the disk never filled");
+
+    let mut edu = test.client();
+    edu.login("edu-kazan").await;
+    let events = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event")
+            .fetch_one(pool)
             .await
-            .unwrap();
-    assert_eq!(written, 1);
+            .unwrap()
+    };
+    let mut refused = None;
+    for children in 1000..1100 {
+        let body = filing(children, uuid::Uuid::now_v7());
+        let before = events().await;
+        let answer = file(&mut edu, &body).await;
+        match answer.status {
+            StatusCode::CREATED => continue,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_overloaded(&answer);
+                assert_eq!(events().await, before, "nothing was written");
+                refused = Some(body);
+                break;
+            }
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    let body = refused.expect("no filing ran into the full disk");
+    let report = opora_store::verify::verify(pool).await.unwrap();
+    assert_eq!(report.problems, 0, "the chain after the refusal");
+
+    // Room again: the log back on the main disk; the same call files once.
+    for statement in [
+        "ALTER TABLE event SET TABLESPACE pg_default".to_owned(),
+        "DROP TABLE filler".to_owned(),
+        format!("DROP TABLESPACE {space}"),
+    ] {
+        sqlx::query(&statement).execute(pool).await.unwrap();
+    }
+    files_once(&mut edu, pool, &body).await;
+    drop(disk);
 }
