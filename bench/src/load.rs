@@ -344,6 +344,12 @@ impl Session {
     }
 
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, String)> {
+        let (status, _, body) = self.get_timed(path).await?;
+        Ok((status, body))
+    }
+
+    /// The same, with the server's own time over the request (its `Server-Timing`), in ms.
+    pub async fn get_timed(&mut self, path: &str) -> Result<(StatusCode, Option<f64>, String)> {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -352,7 +358,13 @@ impl Session {
             .await?;
         self.keep_cookies(&response);
         let status = response.status();
-        Ok((status, response.text().await?))
+        let server_ms = response
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("dur=").nth(1))
+            .and_then(|v| v.parse::<f64>().ok());
+        Ok((status, server_ms, response.text().await?))
     }
 
     async fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Result<(StatusCode, String)> {
@@ -414,6 +426,8 @@ pub struct Acked {
 #[derive(Default)]
 pub struct Tally {
     pub ms: BTreeMap<&'static str, Vec<f64>>,
+    /// The server's own time over each page (`Server-Timing`), in ms.
+    pub server_ms: BTreeMap<&'static str, Vec<f64>>,
     pub statuses: BTreeMap<(&'static str, u16), u64>,
     /// Calls that got no answer at all (the server was down, or a connection dropped).
     pub unanswered: BTreeMap<&'static str, u64>,
@@ -465,14 +479,30 @@ impl Tally {
                     "unanswered": self.unanswered.get(kind).copied().unwrap_or(0),
                 }),
             );
+            if let Some(server) = self.server_ms.get(kind) {
+                let mut sorted = server.clone();
+                sorted.sort_by(f64::total_cmp);
+                by_kind[*kind]["server_p50_ms"] =
+                    json!(crate::round3(crate::percentile(&sorted, 0.50)));
+                by_kind[*kind]["server_p99_ms"] =
+                    json!(crate::round3(crate::percentile(&sorted, 0.99)));
+            }
         }
         Value::Object(by_kind)
     }
 
-    /// The p99 over every kind of call that `pick` picks.
+    /// The p99 over every kind of call that `pick` picks, as the client timed them.
     pub fn p99(&self, pick: impl Fn(&str) -> bool) -> f64 {
-        let mut sorted: Vec<f64> = self
-            .ms
+        Self::p99_of(&self.ms, pick)
+    }
+
+    /// The same, as the server timed them (pages only).
+    pub fn server_p99(&self, pick: impl Fn(&str) -> bool) -> f64 {
+        Self::p99_of(&self.server_ms, pick)
+    }
+
+    fn p99_of(ms: &BTreeMap<&'static str, Vec<f64>>, pick: impl Fn(&str) -> bool) -> f64 {
+        let mut sorted: Vec<f64> = ms
             .iter()
             .filter(|(kind, _)| pick(kind))
             .flat_map(|(_, ms)| ms.iter().copied())
@@ -502,6 +532,12 @@ impl Load {
                 Ok(status) => tally.answered(kind, *status, started),
                 Err(_) => *tally.unanswered.entry(kind).or_default() += 1,
             }
+        }
+    }
+
+    fn note_server(&self, kind: &'static str, ms: f64) {
+        if let Ok(mut tally) = self.tally.lock() {
+            tally.server_ms.entry(kind).or_default().push(ms);
         }
     }
 
@@ -704,8 +740,11 @@ pub async fn start(
             while pace(&mut next, rates.pages, &mut stop).await {
                 let started = Instant::now();
                 let page = pages[n % pages.len()];
-                let answer = analyst.get(page).await.map(|(s, _)| s);
-                load.note(page, &answer, started);
+                let answer = analyst.get_timed(page).await;
+                if let Ok((_, Some(ms), _)) = &answer {
+                    load.note_server(page, *ms);
+                }
+                load.note(page, &answer.map(|(s, _, _)| s), started);
                 n += 1;
             }
         }));

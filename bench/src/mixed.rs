@@ -4,7 +4,8 @@
 //! analyst reading the dashboards, the signal console and the register.
 //!
 //! Judged by the issue's targets, all at once: no error (any 5xx, any call unanswered,
-//! anything but the call's success or a refusal a user meets), the pages' p99 within 25 ms,
+//! anything but the call's success or a refusal a user meets), the pages' p99 within 25 ms
+//! server-side (the server's `Server-Timing`; the client's own p99 is reported beside it),
 //! signals' p99 from the request to the trusted adult's webhook within 1 s, and the server's
 //! peak resident memory (`VmHWM` of its process, read from /proc) under 300 MiB.
 //! *ours*: the calls per second held; *baseline*: single-row primary-key SELECTs per second
@@ -109,7 +110,18 @@ pub async fn mixed(
     let baseline = crate::pages::baseline(&pool, 2, 5.0).await?;
     let calls = tally.total();
     let errors = tally.errors() + undelivered as u64;
-    let page_p99 = tally.p99(|kind| kind.starts_with('/'));
+    // The pages' target is server-side (issue 8): judged by the server's own time over each
+    // page (`Server-Timing`); the time seen by the load's client, which shares the machine's
+    // two cores with the server and PostgreSQL, is reported beside it.
+    let page_p99 = tally.server_p99(|kind| kind.starts_with('/'));
+    let page_client_p99 = tally.p99(|kind| kind.starts_with('/'));
+    let timed_pages = tally.server_ms.values().map(Vec::len).sum::<usize>();
+    let pages = tally
+        .ms
+        .iter()
+        .filter(|(k, _)| k.starts_with('/'))
+        .map(|(_, v)| v.len())
+        .sum::<usize>();
     let delivered_p99 = crate::percentile(&delivered_ms, 0.99);
     let peak_mib = hwm_kib.max(rss_max_kib) as f64 / 1024.0;
     let mut failures = Vec::new();
@@ -119,7 +131,15 @@ pub async fn mixed(
         ));
     }
     if page_p99 > PAGE_P99_MS {
-        failures.push(format!("pages' p99 {page_p99:.1} ms over {PAGE_P99_MS} ms"));
+        failures.push(format!(
+            "pages' p99 {page_p99:.1} ms (server-side) over {PAGE_P99_MS} ms"
+        ));
+    }
+    if timed_pages < pages {
+        failures.push(format!(
+            "{} pages answered without Server-Timing",
+            pages - timed_pages
+        ));
     }
     if delivered_p99 > DELIVERED_P99_MS {
         failures.push(format!(
@@ -140,7 +160,7 @@ pub async fn mixed(
         "ours": crate::round3(ours),
         "baseline": baseline.round(),
         "ratio": crate::round3(ours / baseline.max(1.0)),
-        "unit": "calls/s held with no error, pages p99 ≤ 25 ms, signals delivered p99 ≤ 1 s, server RSS < 300 MiB",
+        "unit": "calls/s held with no error, pages p99 ≤ 25 ms server-side, signals delivered p99 ≤ 1 s, server RSS < 300 MiB",
         "baseline_is": "single-row primary-key SELECTs/s through a pool of 8, 2 clients, same server",
         "failures": failures,
         "seconds": crate::round3(window),
@@ -149,6 +169,7 @@ pub async fn mixed(
         "errors": errors,
         "error_rate": if calls > 0 { errors as f64 / calls as f64 } else { 0.0 },
         "pages_p99_ms": crate::round3(page_p99),
+        "pages_client_p99_ms": crate::round3(page_client_p99),
         "signals": {"acknowledged": sent.len(), "undelivered": undelivered,
                     "delivered_p50_ms": crate::round3(crate::percentile(&delivered_ms, 0.5)),
                     "delivered_p99_ms": crate::round3(delivered_p99)},
