@@ -64,6 +64,10 @@ ensure_chromium() {
     as_root apt-get update -q
     as_root apt-get install -y -q --no-install-recommends chromium chromium-driver nodejs npm fonts-dejavu-core
   fi
+  if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+    echo "The browser tests need Node.js 20 or later; this machine has $(node --version)." >&2
+    return 1
+  fi
   if ! (cd browser && npm ls --depth=0 >/dev/null 2>&1); then
     echo "Installing the browser tests' packages from npm into browser/node_modules..." >&2
     (cd browser && npm ci --no-audit --no-fund --loglevel=error)

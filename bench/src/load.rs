@@ -527,17 +527,25 @@ impl Load {
     }
 
     fn note(&self, kind: &'static str, answer: &Result<StatusCode>, started: Instant) {
+        self.note_timed(kind, answer, started, None);
+    }
+
+    /// The same, with the server's own time over the call (pages), under the same lock.
+    fn note_timed(
+        &self,
+        kind: &'static str,
+        answer: &Result<StatusCode>,
+        started: Instant,
+        server_ms: Option<f64>,
+    ) {
         if let Ok(mut tally) = self.tally.lock() {
             match answer {
                 Ok(status) => tally.answered(kind, *status, started),
                 Err(_) => *tally.unanswered.entry(kind).or_default() += 1,
             }
-        }
-    }
-
-    fn note_server(&self, kind: &'static str, ms: f64) {
-        if let Ok(mut tally) = self.tally.lock() {
-            tally.server_ms.entry(kind).or_default().push(ms);
+            if let (Ok(_), Some(ms)) = (answer, server_ms) {
+                tally.server_ms.entry(kind).or_default().push(ms);
+            }
         }
     }
 
@@ -741,10 +749,8 @@ pub async fn start(
                 let started = Instant::now();
                 let page = pages[n % pages.len()];
                 let answer = analyst.get_timed(page).await;
-                if let Ok((_, Some(ms), _)) = &answer {
-                    load.note_server(page, *ms);
-                }
-                load.note(page, &answer.map(|(s, _, _)| s), started);
+                let server_ms = answer.as_ref().ok().and_then(|(_, ms, _)| *ms);
+                load.note_timed(page, &answer.map(|(s, _, _)| s), started, server_ms);
                 n += 1;
             }
         }));

@@ -339,10 +339,10 @@ fn identifier(name: &str) -> Result<&str, ProjectionError> {
 /// whether they got there in time.
 pub async fn settled(pool: &PgPool, limit: Duration) -> Result<bool, ProjectionError> {
     let deadline = Instant::now() + limit;
-    let mut conn = pool.acquire().await?;
-    let Some(head) = log::head(&mut conn).await? else {
+    let Some(head) = log::head(&mut *pool.acquire().await?).await? else {
         return Ok(true);
     };
+    // Each look takes a connection of the pool only for its query, none while waiting.
     loop {
         let behind: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM projection_checkpoint \
@@ -350,7 +350,7 @@ pub async fn settled(pool: &PgPool, limit: Duration) -> Result<bool, ProjectionE
         )
         .bind(head.tx_id)
         .bind(head.position)
-        .fetch_one(&mut *conn)
+        .fetch_one(pool)
         .await?;
         if behind == 0 {
             return Ok(true);

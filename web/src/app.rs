@@ -207,7 +207,13 @@ async fn settle_after_write(
     let Some(limit) = state.config.settle_writes else {
         return response;
     };
-    if write && response.status() == axum::http::StatusCode::SEE_OTHER {
+    // A redirect to the login (no session, or a form sent after it ended) wrote nothing.
+    let to_login = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|to| to.starts_with("/vhod"));
+    if write && !to_login && response.status() == axum::http::StatusCode::SEE_OTHER {
         match opora_projections::settled(state.log.pool(), limit).await {
             Ok(true) => {}
             Ok(false) => tracing::debug!("projections still behind after a write's redirect"),

@@ -195,8 +195,6 @@ async fn file_until(
     answers
 }
 
-/// The server's pool as `opora serve` makes it (`Database::serving_pool`), with a 1 s
-/// statement timeout; the app over it, sharing the test's database.
 /// A Friday filing of Kazan's for this week, as the JSON API takes it.
 fn filing(children: u32, command: uuid::Uuid) -> serde_json::Value {
     let week = opora_domain::weekly::Schedule::default_in("Europe/Moscow")
@@ -259,6 +257,8 @@ async fn files_once(
     assert_eq!(written, 1);
 }
 
+/// The server's pool as `opora serve` makes it (`Database::serving_pool`), with a 1 s
+/// statement timeout; the app over it, sharing the test's database.
 async fn with_statement_timeout(test: &TestApp) -> TestApp {
     let options = test
         .db
@@ -359,36 +359,38 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    /// `None` when not root (mounting needs it): the caller says so and checks nothing.
-    fn mount(mebibytes: u32) -> Option<Self> {
-        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+    /// `Err` with the reason where no such disk can be had (not root, or mounting is not
+    /// allowed here): the caller says so and checks nothing.
+    fn mount(mebibytes: u32) -> Result<Self, String> {
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
         if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return None;
+            return Err("not root".into());
         }
         let dir =
             std::env::temp_dir().join(format!("opora-disk-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let run = |program: &str, args: &[&str]| {
-            let status = std::process::Command::new(program)
-                .args(args)
-                .status()
-                .unwrap();
-            assert!(status.success(), "{program} {args:?}");
-        };
-        let path = dir.to_str().unwrap().to_owned();
-        run(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mebibytes}m,mode=0700"),
-                "tmpfs",
-                &path,
-            ],
-        );
-        run("chown", &["postgres:postgres", &path]);
-        Some(Self { dir })
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let path = dir.to_str().unwrap_or_default().to_owned();
+        let size = format!("size={mebibytes}m,mode=0700");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &size, "tmpfs", &path])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            return Err("mounting a tmpfs is not allowed here".into());
+        }
+        let disk = Self { dir };
+        let owned = std::process::Command::new("chown")
+            .args(["postgres:postgres", &path])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !owned {
+            return Err("no postgres user to own the disk".into());
+        }
+        Ok(disk)
     }
 }
 
@@ -410,14 +412,27 @@ impl Drop for SmallDisk {
 /// test says so and checks nothing.
 #[tokio::test]
 async fn a_full_disk_answers_503_and_writes_nothing() {
-    let Some(disk) = SmallDisk::mount(16) else {
-        eprintln!(
-            "a_full_disk_answers_503_and_writes_nothing: not root, so no disk to fill; skipped"
-        );
-        return;
+    let disk = match SmallDisk::mount(16) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("a_full_disk_answers_503_and_writes_nothing: skipped ({why})");
+            return;
+        }
     };
     let test = TestApp::with_demo().await;
     let pool = &test.db.pool;
+    // A tablespace needs a superuser, and a server on this machine (it sees the disk).
+    let (superuser, local): (bool, bool) = sqlx::query_as(
+        "SELECT rolsuper, coalesce(host(inet_server_addr()) IN ('127.0.0.1', '::1'), true) \
+           FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    if !(superuser && local) {
+        eprintln!("a_full_disk_answers_503_and_writes_nothing: skipped (not a local superuser)");
+        return;
+    }
     let space = format!("small_{}", uuid::Uuid::now_v7().simple());
     for statement in [
         format!(

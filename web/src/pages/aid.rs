@@ -1379,16 +1379,24 @@ impl AidReport {
 }
 
 /// The report's period: `from`..=`to` (defaults: this year to today).
-fn period(query: &ReportQuery, today: Date) -> Result<(Date, Date), &'static str> {
+///
+/// Deliveries are dated in their region's zone, so the default period spans every zone of
+/// Russia: it starts on 1 January of the year as it is in the westernmost (Kaliningrad) and
+/// ends today as it is in the easternmost (Kamchatka). A delivery made after midnight in
+/// Barnaul, still yesterday in Moscow, is in it; on New Year's Eve the year is not over
+/// early.
+fn period(query: &ReportQuery) -> Result<(Date, Date), &'static str> {
+    let west = crate::i18n::today_in("Europe/Kaliningrad");
+    let east = crate::i18n::today_in("Asia/Kamchatka");
     let parse = |raw: &Option<String>, default: Date| match raw.as_deref().map(str::trim) {
         None | Some("") => Ok(default),
         Some(raw) => parse_date(raw).ok_or("ngo-bad-period"),
     };
     let from = parse(
         &query.from,
-        Date::from_ordinal_date(today.year(), 1).unwrap_or(today),
+        Date::from_ordinal_date(west.year(), 1).unwrap_or(west),
     )?;
-    let to = parse(&query.to, today)?;
+    let to = parse(&query.to, east)?;
     if from > to {
         return Err("ngo-bad-period");
     }
@@ -1440,11 +1448,7 @@ pub(crate) async fn aid_report(
     query: &ReportQuery,
 ) -> AppResult<Result<AidReport, Refusal>> {
     let scope = report_scope(viewer);
-    // Deliveries are dated in their region's zone: "today" is the latest date anywhere in
-    // Russia (Kamchatka, UTC+12), so a delivery made today in Barnaul at 01:00 (still
-    // yesterday in Moscow) is in the default period.
-    let today = crate::i18n::today_in("Asia/Kamchatka");
-    let (from, to) = match period(query, today) {
+    let (from, to) = match period(query) {
         Ok(p) => p,
         Err(key) => return Ok(Err(Refusal::new(tr, key))),
     };
@@ -1770,11 +1774,7 @@ pub(crate) async fn traced_deliveries(
     query: &ReportQuery,
 ) -> AppResult<Result<TracedDeliveries, Refusal>> {
     let scope = report_scope(viewer);
-    // Deliveries are dated in their region's zone: "today" is the latest date anywhere in
-    // Russia (Kamchatka, UTC+12), so a delivery made today in Barnaul at 01:00 (still
-    // yesterday in Moscow) is in the default period.
-    let today = crate::i18n::today_in("Asia/Kamchatka");
-    let (from, to) = match period(query, today) {
+    let (from, to) = match period(query) {
         Ok(p) => p,
         Err(key) => return Ok(Err(Refusal::new(tr, key))),
     };
