@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -248,7 +248,7 @@ fn database_url(admin_url: &str, name: &str) -> Result<String> {
 pub struct Session {
     http: reqwest::Client,
     base: String,
-    cookies: BTreeMap<String, String>,
+    cookies: opora_web::simulate::CookieJar,
     csrf: String,
 }
 
@@ -280,7 +280,7 @@ impl Session {
         let mut session = Self {
             http: Self::client()?,
             base: base.to_owned(),
-            cookies: BTreeMap::new(),
+            cookies: Default::default(),
             csrf: String::new(),
         };
         let (_, page) = session.get("/vhod").await?;
@@ -323,24 +323,11 @@ impl Session {
 
     /// The `Cookie` header a browser would send.
     pub fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.cookies.header()
     }
 
     fn keep_cookies(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all(SET_COOKIE) {
-            if let Some((name, value)) = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.split(';').next())
-                .and_then(|pair| pair.split_once('='))
-            {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
+        self.cookies.keep(response);
     }
 
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, String)> {

@@ -673,24 +673,23 @@ struct Operator {
     relogin: tokio::sync::Mutex<u64>,
 }
 
-#[derive(Default, Clone)]
-struct Session {
-    cookies: HashMap<String, String>,
-    csrf: String,
-    /// Bumped at each login, so that concurrent 401s cause one login only.
-    generation: u64,
-}
+/// The cookies a browser keeps for one site: set by `Set-Cookie`, dropped when expired, sent
+/// back as one `Cookie` header. Shared with the benchmarks' signed-in users.
+#[derive(Default, Clone, Debug)]
+pub struct CookieJar(HashMap<String, String>);
 
-impl Session {
-    fn cookie_header(&self) -> String {
-        self.cookies
+impl CookieJar {
+    /// The `Cookie` header a browser would send.
+    pub fn header(&self) -> String {
+        self.0
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    fn take_cookies(&mut self, response: &reqwest::Response) {
+    /// Keeps what the response sets, and forgets what it expires.
+    pub fn keep(&mut self, response: &reqwest::Response) {
         for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
             let Ok(text) = value.to_str() else { continue };
             let pair = text.split(';').next().unwrap_or_default();
@@ -699,12 +698,42 @@ impl Session {
             };
             let expired = value.is_empty() || text.to_ascii_lowercase().contains("max-age=0");
             if expired {
-                self.cookies.remove(name.trim());
+                self.0.remove(name.trim());
             } else {
-                self.cookies
+                self.0
                     .insert(name.trim().to_owned(), value.trim().to_owned());
             }
         }
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+}
+
+impl std::ops::Index<&str> for CookieJar {
+    type Output = String;
+
+    fn index(&self, name: &str) -> &String {
+        &self.0[name]
+    }
+}
+
+#[derive(Default, Clone)]
+struct Session {
+    cookies: CookieJar,
+    csrf: String,
+    /// Bumped at each login, so that concurrent 401s cause one login only.
+    generation: u64,
+}
+
+impl Session {
+    fn cookie_header(&self) -> String {
+        self.cookies.header()
+    }
+
+    fn take_cookies(&mut self, response: &reqwest::Response) {
+        self.cookies.keep(response);
     }
 }
 

@@ -275,11 +275,13 @@ pub struct Dashboard {
 struct RegionName {
     code: String,
     name: String,
+    time_zone: String,
 }
 
 async fn regions_in(state: &AppState, scope: &DashScope) -> AppResult<Vec<RegionName>> {
     let rows = sqlx::query(
-        "SELECT code, name FROM reference.region WHERE ($1 OR code = ANY($2)) ORDER BY name",
+        "SELECT code, name, time_zone FROM reference.region WHERE ($1 OR code = ANY($2)) \
+          ORDER BY name",
     )
     .bind(scope.all)
     .bind(&scope.regions)
@@ -290,6 +292,7 @@ async fn regions_in(state: &AppState, scope: &DashScope) -> AppResult<Vec<Region
             Ok(RegionName {
                 code: r.try_get("code")?,
                 name: r.try_get("name")?,
+                time_zone: r.try_get("time_zone")?,
             })
         })
         .collect()
@@ -316,13 +319,13 @@ pub async fn dashboard(
     if region.is_some_and(|r| !scope.sees(r)) {
         return Err(AppError::NotFound);
     }
+    let regions = regions_in(state, &scope).await?;
     // "Today" is the region's date on a region's page (facts are dated in their region's
     // zone), Moscow's on the federal one.
-    let zone = match region {
-        Some(region) => crate::pages::cases::region_zone(state, region).await?,
-        None => ZONE.to_owned(),
-    };
-    let window = match window(tr, query, today_in(&zone)) {
+    let zone = region
+        .and_then(|code| regions.iter().find(|r| r.code == code))
+        .map_or(ZONE, |r| r.time_zone.as_str());
+    let window = match window(tr, query, today_in(zone)) {
         Ok(w) => w,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -336,7 +339,6 @@ pub async fn dashboard(
         .figures
         .aid_figures(pool, &[days[2], days[3]], window.known)
         .await?;
-    let regions = regions_in(state, &scope).await?;
     let in_view: Vec<&RegionName> = match region {
         Some(code) => regions.iter().filter(|r| r.code == code).collect(),
         None => regions.iter().collect(),
