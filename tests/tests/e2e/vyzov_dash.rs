@@ -192,6 +192,9 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     let test = with_pilot().await;
     let pool = &test.db.pool;
     let today = opora_web::i18n::today_in("Europe/Moscow");
+    // The projection dates a recording by its UTC day (`recorded_at.date()`): "as known on"
+    // today and yesterday are those days (Moscow's date differs from 21:00 UTC on).
+    let recorded = time::OffsetDateTime::now_utc().date();
     let (before_exit, exit_day) = (today - Duration::days(41), today - Duration::days(40));
     // An Altai child in an institution since before the exit day.
     let case: uuid::Uuid = sqlx::query_scalar(
@@ -229,13 +232,14 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     assert_eq!(altai(&now, 2)[vyzov::LATE], altai(&was, 2)[vyzov::LATE] + 1);
     // As known today: the same; as known yesterday: nothing of the demo (all recorded
     // today) and not the exit.
-    let known_today = vyzov::region_figures(pool, &days, Some(today))
+    let known_today = vyzov::region_figures(pool, &days, Some(recorded))
         .await
         .unwrap();
     assert_eq!(known_today, now);
-    let known_yesterday = vyzov::region_figures(pool, &days[..2], Some(today - Duration::days(1)))
-        .await
-        .unwrap();
+    let known_yesterday =
+        vyzov::region_figures(pool, &days[..2], Some(recorded - Duration::days(1)))
+            .await
+            .unwrap();
     assert!(known_yesterday
         .iter()
         .all(|m| m.values().all(|c| c.iter().all(|v| *v == 0))));
