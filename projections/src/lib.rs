@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod aid;
 pub mod cases;
+pub mod kept;
 pub mod persons;
 pub mod reference;
 mod runner;

@@ -67,6 +67,8 @@ pub struct AppState {
     pub ingest: Arc<crate::ingest::Ingest>,
     /// «Вызов» dashboard figures already read (valid until the projection writes).
     pub figures: Arc<opora_projections::vyzov::FigureCache>,
+    /// «Заступник» dashboards already built (valid until its projections move).
+    pub zastupnik: Arc<crate::pages::zastupnik_dash::DashCache>,
 }
 
 pub struct Application;
@@ -96,6 +98,9 @@ impl Application {
             cases: Arc::new(CommandBus::new(log.clone(), ())),
             ingest: Arc::new(crate::ingest::Ingest::new(&log)),
             figures: Arc::default(),
+            zastupnik: Arc::new(opora_projections::kept::Kept::new(
+                crate::pages::zastupnik_dash::KEPT,
+            )),
             vault,
             config: Arc::new(config),
             rules: RuleTable::new(rules),

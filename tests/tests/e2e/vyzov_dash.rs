@@ -207,6 +207,35 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     .unwrap();
     let days = [before_exit, exit_day, today];
     let was = vyzov::region_figures(pool, &days, None).await.unwrap();
+    // The dashboards' cache answers day by day as the projection does, whatever the order
+    // and overlap of the days a page asks, and forgets everything once the projection writes.
+    let cache = vyzov::FigureCache::default();
+    let cached = |asked: Vec<usize>| {
+        let cache = &cache;
+        async move {
+            let days: Vec<time::Date> = asked.iter().map(|i| days[*i]).collect();
+            let kept = cache.at(pool).await.unwrap();
+            let figures = kept.region_figures(&days, None, None).await.unwrap();
+            let altai = kept.municipality_figures("22", &days).await.unwrap();
+            let fresh = vyzov::municipality_figures(pool, "22", &days)
+                .await
+                .unwrap();
+            assert!(altai.iter().map(|m| &**m).eq(fresh.iter()));
+            let aid = kept.aid_figures(&days, None).await.unwrap();
+            let fresh = vyzov::aid_figures(pool, &days, None).await.unwrap();
+            assert!(aid.iter().map(|m| &**m).eq(fresh.iter()));
+            asked
+                .iter()
+                .zip(figures)
+                .map(|(i, f)| (*i, (*f).clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    for asked in [vec![1], vec![2, 0, 1, 2], vec![0, 1, 2]] {
+        for (i, f) in cached(asked).await {
+            assert_eq!(f, was[i], "the cache's day {i} before the entry");
+        }
+    }
 
     let mut curator = signed_in(&test, "curator22").await;
     let done = record(
@@ -223,6 +252,10 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     test.project().await;
 
     let now = vyzov::region_figures(pool, &days, None).await.unwrap();
+    assert_ne!(now, was);
+    for (i, f) in cached(vec![2, 1, 0]).await {
+        assert_eq!(f, now[i], "the cache's day {i} after the entry");
+    }
     let altai = |f: &Vec<std::collections::HashMap<String, Counters>>, i: usize| f[i]["22"];
     // As of the day before the exit nothing changed; from the exit day one child fewer,
     // one more exit to the birth family, and one late entry (recorded 40 days after).

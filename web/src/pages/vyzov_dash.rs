@@ -11,6 +11,7 @@
 //! curator sees that region (another region's page answers 404, like a missing one).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -298,7 +299,7 @@ async fn regions_in(state: &AppState, scope: &DashScope) -> AppResult<Vec<Region
         .collect()
 }
 
-fn pick(figures: &[HashMap<String, Counters>], i: usize, key: &str) -> Counters {
+fn pick(figures: &[Arc<HashMap<String, Counters>>], i: usize, key: &str) -> Counters {
     figures
         .get(i)
         .and_then(|m| m.get(key))
@@ -331,14 +332,9 @@ pub async fn dashboard(
     };
     let pool = state.log.pool();
     let days = window.days();
-    let figures = state
-        .figures
-        .region_figures(pool, &days, window.known, region)
-        .await?;
-    let aid = state
-        .figures
-        .aid_figures(pool, &[days[2], days[3]], window.known)
-        .await?;
+    let kept = state.figures.at(pool).await?;
+    let figures = kept.region_figures(&days, window.known, region).await?;
+    let aid = kept.aid_figures(&[days[2], days[3]], window.known).await?;
     let in_view: Vec<&RegionName> = match region {
         Some(code) => regions.iter().filter(|r| r.code == code).collect(),
         None => regions.iter().collect(),
@@ -429,10 +425,7 @@ pub async fn dashboard(
                 name: tr.t("dash-total-region"),
                 ..region_line(first)
             };
-            let munis = state
-                .figures
-                .municipality_figures(pool, code, &days[..4])
-                .await?;
+            let munis = kept.municipality_figures(code, &days[..4]).await?;
             let names = sqlx::query(
                 "SELECT id, name FROM reference.municipality WHERE region_code = $1 ORDER BY name",
             )
@@ -484,13 +477,10 @@ pub async fn dashboard(
 }
 
 /// Aid over the period by form (the difference of the two cumulative sums).
-fn aid_by_form(
-    aid: &[HashMap<(String, String), [i64; 4]>],
-    region: Option<&str>,
-) -> Vec<(String, [i64; 4])> {
+fn aid_by_form(aid: &counters::AidFigures, region: Option<&str>) -> Vec<(String, [i64; 4])> {
     let mut sums: HashMap<String, [i64; 4]> = HashMap::new();
     for (sign, map) in [(-1, aid.first()), (1, aid.get(1))] {
-        for ((r, form), values) in map.into_iter().flatten() {
+        for ((r, form), values) in map.into_iter().flat_map(|m| m.iter()) {
             if region.is_some_and(|want| want != r) {
                 continue;
             }

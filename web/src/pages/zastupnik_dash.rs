@@ -30,6 +30,7 @@ use opora_domain::access::Role;
 use opora_domain::signal::SignalKind;
 use opora_domain::weekly::Timeliness;
 use opora_domain::{format_date, parse_date};
+use opora_projections::kept::Kept;
 use opora_projections::zastupnik::{self as figures, RegionWeek, SignalTotals, EVERY};
 use serde::Deserialize;
 use sqlx::Row;
@@ -39,7 +40,7 @@ use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::export;
-use crate::i18n::{local_time, today_in, Tr};
+use crate::i18n::{local_time, today_in, Lang, Tr};
 use crate::pages::signal_kpi::{duration_text, percent_text};
 use crate::pages::weekly::{chart, thousands, Chart, TrendPoint, WeeklyScope};
 use crate::pages::Refusal;
@@ -106,8 +107,8 @@ pub struct DashQuery {
 }
 
 /// The dates a page is made for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Dates {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Dates {
     on: Date,
     friday: Date,
     from: Date,
@@ -339,12 +340,14 @@ async fn expected(state: &AppState, codes: &[String]) -> AppResult<HashMap<Strin
 }
 
 /// A fact at the top of the page.
+#[derive(Debug, Clone)]
 pub struct Fact {
     pub label: String,
     pub value: String,
 }
 
 /// Everything a page shows.
+#[derive(Debug, Clone)]
 pub struct Dashboard {
     /// The region of a region's page.
     pub region: Option<String>,
@@ -823,6 +826,51 @@ async fn regional(state: &AppState, tr: Tr, region: &RegionRow, d: &Dates) -> Ap
     })
 }
 
+/// Dashboards already built, kept while the projections they read (`zastupnik`, and
+/// `reference` for the regions and municipalities) have not moved: a page asked again costs
+/// one read of their checkpoints.
+pub type DashCache = Kept<Vec<Option<OffsetDateTime>>, DashKey, Dashboard>;
+
+/// What a dashboard depends on besides the projections.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct DashKey {
+    lang: Lang,
+    region: Option<String>,
+    /// The regions in the viewer's scope (`None`: all).
+    regions: Option<Vec<String>>,
+    dates: Dates,
+}
+
+/// Dashboards kept at most (a few tens of kilobytes each).
+pub const KEPT: usize = 1_024;
+
+/// A region's dashboard, or the federal one of the viewer's scope: kept, or built.
+async fn dashboard(
+    state: &AppState,
+    tr: Tr,
+    region: Option<&RegionRow>,
+    scope: &WeeklyScope,
+    d: &Dates,
+) -> AppResult<Dashboard> {
+    let version =
+        opora_projections::kept::checkpoints(state.log.pool(), &["zastupnik", "reference"]).await?;
+    let key = DashKey {
+        lang: tr.lang,
+        region: region.map(|r| r.code.clone()),
+        regions: (!scope.all).then(|| scope.regions.clone()),
+        dates: *d,
+    };
+    if let Some(kept) = state.zastupnik.get(&version, &key) {
+        return Ok((*kept).clone());
+    }
+    let built = match region {
+        Some(region) => regional(state, tr, region, d).await?,
+        None => federal(state, tr, scope, d).await?,
+    };
+    state.zastupnik.put(&version, key, built.clone());
+    Ok(built)
+}
+
 // ---------------------------------------------------------------------------------------
 // Pages and files
 
@@ -885,10 +933,7 @@ async fn respond(
         code: "zd-bad-file".to_owned(),
         message,
     }));
-    let dashboard = match region {
-        Some(region) => regional(state, tr, region, &d).await?,
-        None => federal(state, tr, scope, &d).await?,
-    };
+    let dashboard = dashboard(state, tr, region, scope, &d).await?;
     let action = match region {
         Some(r) => format!("/monitoring/zastupnik/{}", r.code),
         None => "/monitoring/zastupnik".to_owned(),
@@ -967,10 +1012,7 @@ async fn download(
         Ok(d) if problem.is_none() => d,
         _ => return respond(state, c, query, region, scope, problem).await,
     };
-    let dashboard = match region {
-        Some(region) => regional(state, tr, region, &d).await?,
-        None => federal(state, tr, scope, &d).await?,
-    };
+    let dashboard = dashboard(state, tr, region, scope, &d).await?;
     let Some(table) = dashboard.tables.into_iter().find(|t| t.id == wanted) else {
         return Err(AppError::NotFound);
     };
