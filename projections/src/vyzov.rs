@@ -357,11 +357,22 @@ impl Track {
     }
 }
 
+/// The day a fact was recorded ("as known on"): Moscow's date, as for «Заступник»
+/// ([`crate::zastupnik::RECORDING_ZONE`]). What the dashboard knew on K is what was recorded
+/// by the end of K in Moscow, where the ministries read it.
+pub fn recording_day(at: time::OffsetDateTime) -> Date {
+    static MOSCOW: std::sync::LazyLock<opora_domain::weekly::Schedule> =
+        std::sync::LazyLock::new(|| {
+            opora_domain::weekly::Schedule::default_in(crate::zastupnik::RECORDING_ZONE)
+        });
+    MOSCOW.local_date(at)
+}
+
 /// Folds one event into its stream's track (`None` before the stream's first event).
 /// Returns the event's effective day, for the late-entry count.
 fn fold(track: &mut Option<Track>, event: &RecordedEvent) -> Result<Option<Date>, ProjectionError> {
     let seq = u32::try_from(event.sequence).unwrap_or(u32::MAX);
-    let recorded = event.recorded_at.date();
+    let recorded = recording_day(event.recorded_at);
     match event.aggregate_type.as_str() {
         "ChildCase" => {
             let case = event.decode::<CaseEvent>(&[])?;
@@ -1174,7 +1185,7 @@ fn fold_all(
         let Some(track) = slot.as_ref() else {
             continue;
         };
-        let rec = event.recorded_at.date();
+        let rec = recording_day(event.recorded_at);
         let (region, municipality) = track.place();
         let (facts_before, aid_before) = before.unwrap_or_default();
         let facts = difference(

@@ -192,9 +192,10 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     let test = with_pilot().await;
     let pool = &test.db.pool;
     let today = opora_web::i18n::today_in("Europe/Moscow");
-    // The projection dates a recording by its UTC day (`recorded_at.date()`): "as known on"
-    // today and yesterday are those days (Moscow's date differs from 21:00 UTC on).
-    let recorded = time::OffsetDateTime::now_utc().date();
+    // The projection dates a recording by Moscow's date, today's for this entry (also
+    // from 21:00 UTC, when the UTC date is still the day before).
+    let recorded = vyzov::recording_day(time::OffsetDateTime::now_utc());
+    assert_eq!(recorded, today);
     let (before_exit, exit_day) = (today - Duration::days(41), today - Duration::days(40));
     // An Altai child in an institution since before the exit day.
     let case: uuid::Uuid = sqlx::query_scalar(
@@ -331,7 +332,11 @@ mod independent {
             let kind: String = row.get("aggregate_type");
             let id: String = row.get("aggregate_id");
             let seq: i64 = row.get("sequence");
-            let rec = row.get::<OffsetDateTime, _>("recorded_at").date();
+            // Moscow's date of the recording (UTC+3 all year since 2014).
+            let rec = row
+                .get::<OffsetDateTime, _>("recorded_at")
+                .to_offset(time::macros::offset!(+3))
+                .date();
             let payload: serde_json::Value = row.get("payload");
             let fresh = (kind.clone(), id) != last;
             last = (kind.clone(), row.get("aggregate_id"));
