@@ -309,6 +309,21 @@ async fn an_ngo_logs_aid_on_a_consilium_decision_and_only_its_own_families_are_s
     // Another NGO, another region's curator: not found, for pages and API alike.
     let mut other = test.client_with(&curator);
     other.login("ngo22").await;
+    // Its new request is dated today in its own region (Altai), as approval and delivery are.
+    let zone: String =
+        sqlx::query_scalar("SELECT time_zone FROM reference.region WHERE code = '22'")
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
+    let blank = other.get("/vyzov/pomoshch/novyi").await;
+    let altai_today = opora_domain::format_date(opora_web::i18n::today_in(&zone));
+    assert!(
+        blank
+            .body
+            .contains(&format!("name=\"on\" required value=\"{altai_today}\"")),
+        "{}",
+        blank.body
+    );
     let mut altai = test.client_with(&curator);
     altai.login("curator22").await;
     for client in [&mut other, &mut altai] {

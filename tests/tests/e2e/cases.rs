@@ -174,6 +174,28 @@ async fn a_child_goes_from_placement_to_home_and_the_case_closes() {
     assert_eq!(stale.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(stale.body.contains("Дело изменилось"), "{}", stale.body);
 
+    // «Решение не указано» is an import's: the form neither offers nor takes it.
+    let page = curator.get(&case).await;
+    assert!(page.body.contains("value=\"material_aid\""));
+    assert!(!page.body.contains("value=\"not_recorded\""), "offered");
+    let unrecorded = record(
+        &mut curator,
+        &case,
+        &[
+            ("action", "review"),
+            ("on", &ago(30)),
+            ("level", "regional"),
+            ("aid", "not_recorded"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        unrecorded.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unrecorded.body
+    );
+    assert!(unrecorded.body.contains("Выберите значение из списка"));
     // The consilium: stay not justified, material aid, return possible; an action item.
     let reviewed = record(
         &mut curator,
@@ -206,6 +228,13 @@ async fn a_child_goes_from_placement_to_home_and_the_case_closes() {
     )
     .await;
     assert_eq!(item.status, StatusCode::SEE_OTHER, "{}", item.body);
+    // The timeline says what, who and by when (no stray comma for a date it cannot read).
+    let timeline = curator.get(&case).await;
+    let said = format!(
+        "Ремонт крыши дома семьи — Администрация Казани; срок: {}",
+        ago(20)
+    );
+    assert!(timeline.body.contains(&said), "{}", timeline.body);
     let no_executor = record(
         &mut curator,
         &case,

@@ -494,6 +494,12 @@ async fn new_request_page(
         .and_then(|r| r.family)
         .map(|f| f.to_string())
         .unwrap_or_else(|| form.get("family").to_owned());
+    // Today where the request is made (as its approval and delivery are dated): the region
+    // of the operator's NGO or the curator's; Moscow for a viewer of every region.
+    let zone = match viewer.family_regions().and_then(|r| r.into_iter().next()) {
+        Some(region) => crate::pages::cases::region_zone(state, region.as_str()).await?,
+        None => "Europe/Moscow".to_owned(),
+    };
     Ok(NewRequestPage {
         families,
         family,
@@ -501,7 +507,7 @@ async fn new_request_page(
         requesters: choices(tr, "ngo-requester", AidRequester::ALL),
         purposes: choices(tr, "ngo-purpose", AidPurpose::ALL),
         forms: choices(tr, "ngo-form", AidForm::ALL),
-        today: opora_domain::format_date(crate::i18n::today_in("Europe/Moscow")),
+        today: opora_domain::format_date(crate::i18n::today_in(&zone)),
         command_id: Uuid::now_v7(),
         form,
         error,

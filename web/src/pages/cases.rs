@@ -247,6 +247,20 @@ struct RegisterPage {
     query_string: String,
 }
 
+/// The consilium's aid decisions a form offers: every one but «решение не указано», which
+/// only an import records (the old register did not keep the decision).
+pub(crate) fn review_aids(tr: Tr) -> Vec<Choice> {
+    choices(
+        tr,
+        "aid",
+        &AidDecision::ALL
+            .iter()
+            .copied()
+            .filter(|(a, _, _)| *a != AidDecision::NotRecorded)
+            .collect::<Vec<_>>(),
+    )
+}
+
 pub(crate) fn choices<T: Copy>(
     tr: Tr,
     list: &str,
@@ -902,12 +916,20 @@ fn describe(tr: Tr, event_type: &str, payload: &serde_json::Value) -> String {
             tr.of("level", &field("level")),
             tr.of("aid", &field("aid"))
         ),
-        "ActionItemSet" => format!(
-            "{} — {}, {}",
-            field("action"),
-            field("executor"),
-            field("due")
-        ),
+        "ActionItemSet" => {
+            let mut text = format!("{} — {}", field("action"), field("executor"));
+            let due = body
+                .get("due")
+                .and_then(|v| serde_json::from_value::<Date>(v.clone()).ok());
+            if let Some(due) = due {
+                text.push_str(&format!(
+                    "; {}: {}",
+                    tr.t("case-item-due").to_lowercase(),
+                    opora_domain::format_date(due)
+                ));
+            }
+            text
+        }
         "ChildLeftInstitution" => tr.of("exit", &field("exit")),
         "CaseClosed" | "CaseReopened" => field("reason"),
         "EntryVoided" => format!(
@@ -1079,7 +1101,7 @@ async fn load_case_page(
         reasons: choices(tr, "reason", PlacementReason::ALL),
         legal_statuses: choices(tr, "legal-status", LegalStatus::ALL),
         levels: choices(tr, "level", ReviewLevel::ALL),
-        aids: choices(tr, "aid", AidDecision::ALL),
+        aids: review_aids(tr),
         exits: choices(tr, "exit", ExitKind::ALL),
         c,
         case,
@@ -1215,7 +1237,10 @@ pub(crate) fn parse_action(form: &FormFields) -> Result<CaseAction, &'static str
             placement_justified: assessment("placement_justified"),
             stay_justified: assessment("stay_justified"),
             parental_claim_justified: assessment("parental_claim_justified"),
-            aid: AidDecision::parse(&parse("aid")).map_err(|_| "field-choose")?,
+            aid: AidDecision::parse(&parse("aid"))
+                .ok()
+                .filter(|a| *a != AidDecision::NotRecorded)
+                .ok_or("field-choose")?,
             return_possible: assessment("return_possible"),
             return_by: optional_date("return_by")?,
             next_review: optional_date("next_review")?,

@@ -8,7 +8,7 @@ use axum::extract::{RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use opora_domain::access::Text;
-use opora_domain::case::{AidDecision, CaseAction, CaseCommand, ReviewLevel};
+use opora_domain::case::{CaseAction, CaseCommand, ReviewLevel};
 use opora_domain::consilium::{ConsiliumSession, SessionCommand};
 use opora_domain::person::PersonalData;
 use opora_domain::reference::RegionCode;
@@ -440,7 +440,7 @@ async fn session_page(
 ) -> AppResult<SessionPage> {
     let view = session_view(state, viewer, c.tr, id).await?;
     Ok(SessionPage {
-        aids: choices(c.tr, "aid", AidDecision::ALL),
+        aids: crate::pages::cases::review_aids(c.tr),
         id: view.id,
         held_on: view.held_on,
         region: view.region,
