@@ -56,13 +56,18 @@ ensure_cargo_fuzz() {
 # Debian's Chromium (and its driver) for the browser tests, and the tests' npm packages
 # (playwright-core, otpauth: pinned in browser/package-lock.json) into browser/node_modules.
 ensure_chromium() {
-  if [ -x "${OPORA_CHROMIUM:-/usr/bin/chromium}" ] && command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-    :
-  else
-    echo "Chromium or Node.js is not installed; installing them from Debian..." >&2
+  # Only what is missing: a Node.js from elsewhere (NodeSource's brings its own npm)
+  # conflicts with Debian's npm package.
+  local missing=""
+  [ -x "${OPORA_CHROMIUM:-/usr/bin/chromium}" ] || missing="$missing chromium fonts-dejavu-core"
+  command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+  command -v npm >/dev/null 2>&1 || missing="$missing npm"
+  if [ -n "$missing" ]; then
+    echo "Installing for the browser tests from Debian:$missing" >&2
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -q
-    as_root apt-get install -y -q --no-install-recommends chromium chromium-driver nodejs npm fonts-dejavu-core
+    # shellcheck disable=SC2086 # a list of package names
+    as_root apt-get install -y -q --no-install-recommends $missing
   fi
   if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
     echo "The browser tests need Node.js 20 or later; this machine has $(node --version)." >&2

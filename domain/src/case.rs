@@ -64,6 +64,16 @@ labelled_enum!(AidDecision, AidDecision {
     MaterialAndServices => ("material_and_services", "материальная помощь и услуги"),
 });
 
+impl AidDecision {
+    /// The decisions a consilium records: every one but [`AidDecision::NotRecorded`], which
+    /// only an import writes (the old register did not keep the decision).
+    pub fn decided() -> impl Iterator<Item = &'static (AidDecision, &'static str, &'static str)> {
+        Self::ALL
+            .iter()
+            .filter(|(a, _, _)| *a != AidDecision::NotRecorded)
+    }
+}
+
 labelled_enum!(ExitKind, ExitKind {
     BirthFamily => ("birth_family", "возврат в кровную семью"),
     Guardianship => ("guardianship", "опека (попечительство)"),

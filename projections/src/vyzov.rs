@@ -1377,18 +1377,37 @@ struct Days<Q, V>(Kept<Option<time::OffsetDateTime>, (Q, Date), V>);
 
 impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
     /// Each of `days`' answer to `question` as of `written`: kept, or read by `read` (the
-    /// days not kept, in order, once each).
+    /// days asked, in order, once each). All the answers are of one moment of the
+    /// projection: a day read is kept only if `vyzov.written` is still `written` after the
+    /// read (nothing was written in between, so it is of the same moment as every day kept
+    /// under `written`); if the projection wrote meanwhile, the page's days are read again
+    /// together, in one statement, and nothing is kept.
     async fn days<F, Fut>(
         &self,
+        pool: &PgPool,
         written: Option<time::OffsetDateTime>,
         question: &Q,
         days: &[Date],
         read: F,
     ) -> Result<Vec<Arc<V>>, sqlx::Error>
     where
-        F: FnOnce(Vec<Date>) -> Fut,
+        F: Fn(Vec<Date>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<V>, sqlx::Error>>,
     {
+        let read_days = |mut asked: Vec<Date>| {
+            asked.sort();
+            asked.dedup();
+            let answers = read(asked.clone());
+            async move {
+                let answers = answers.await?;
+                if answers.len() != asked.len() {
+                    return Err(sqlx::Error::Protocol(
+                        "figure cache: an answer per day expected".into(),
+                    ));
+                }
+                Ok(asked.into_iter().zip(answers).collect::<Vec<_>>())
+            }
+        };
         let mut answers: HashMap<Date, Arc<V>> = HashMap::new();
         let mut missing: Vec<Date> = Vec::new();
         for day in days {
@@ -1399,30 +1418,42 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
                 None => missing.push(*day),
             }
         }
-        missing.sort();
-        missing.dedup();
         if !missing.is_empty() {
-            let read_now = read(missing.clone()).await?;
-            if read_now.len() != missing.len() {
-                return Err(sqlx::Error::Protocol(
-                    "figure cache: an answer per day expected".into(),
-                ));
-            }
-            for (day, answer) in missing.into_iter().zip(read_now) {
-                let answer = self.0.put(&written, (question.clone(), day), answer);
-                answers.insert(day, answer);
+            let read_now = read_days(missing).await?;
+            if written_at(pool).await? == written {
+                for (day, answer) in read_now {
+                    answers.insert(day, self.0.put(&written, (question.clone(), day), answer));
+                }
+            } else if answers.is_empty() {
+                // Nothing kept is used: the days read are of one statement's moment.
+                for (day, answer) in read_now {
+                    answers.insert(day, Arc::new(answer));
+                }
+            } else {
+                answers = read_days(days.to_vec())
+                    .await?
+                    .into_iter()
+                    .map(|(day, answer)| (day, Arc::new(answer)))
+                    .collect();
             }
         }
         Ok(days.iter().map(|d| Arc::clone(&answers[d])).collect())
     }
 }
 
+/// When the projection last wrote (`vyzov.written`; `None` before its first write).
+async fn written_at(pool: &PgPool) -> Result<Option<time::OffsetDateTime>, sqlx::Error> {
+    sqlx::query_scalar("SELECT at FROM vyzov.written")
+        .fetch_optional(pool)
+        .await
+}
+
 pub type RegionFigures = Vec<Arc<HashMap<String, Counters>>>;
 pub type AidFigures = Vec<Arc<HashMap<(String, String), AidCounters>>>;
 pub type MunicipalityFigures = Vec<Arc<HashMap<Uuid, Counters>>>;
 
-/// The figure cache as the projection stood at one `vyzov.written`: what a page reads
-/// through it is of one moment.
+/// The figure cache as the projection stood at one `vyzov.written`, as a page reads it:
+/// each reader's answers to the page are of one moment (see [`Days::days`]).
 pub struct Figures<'a> {
     cache: &'a FigureCache,
     pool: &'a PgPool,
@@ -1432,9 +1463,7 @@ pub struct Figures<'a> {
 impl FigureCache {
     /// The cache as of the projection's last write (one primary-key read).
     pub async fn at<'a>(&'a self, pool: &'a PgPool) -> Result<Figures<'a>, sqlx::Error> {
-        let written = sqlx::query_scalar("SELECT at FROM vyzov.written")
-            .fetch_optional(pool)
-            .await?;
+        let written = written_at(pool).await?;
         Ok(Figures {
             cache: self,
             pool,
@@ -1455,9 +1484,13 @@ impl Figures<'_> {
         let pool = self.pool;
         self.cache
             .regions
-            .days(self.written, &question, days, |missing| async move {
-                region_figures_of(pool, &missing, known, region).await
-            })
+            .days(
+                self.pool,
+                self.written,
+                &question,
+                days,
+                |missing| async move { region_figures_of(pool, &missing, known, region).await },
+            )
             .await
     }
 
@@ -1470,9 +1503,13 @@ impl Figures<'_> {
         let pool = self.pool;
         self.cache
             .aid
-            .days(self.written, &known, days, |missing| async move {
-                aid_figures(pool, &missing, known).await
-            })
+            .days(
+                self.pool,
+                self.written,
+                &known,
+                days,
+                |missing| async move { aid_figures(pool, &missing, known).await },
+            )
             .await
     }
 
@@ -1486,6 +1523,7 @@ impl Figures<'_> {
         self.cache
             .municipalities
             .days(
+                self.pool,
                 self.written,
                 &region.to_owned(),
                 days,

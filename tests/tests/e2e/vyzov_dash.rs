@@ -237,6 +237,8 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
             assert_eq!(f, was[i], "the cache's day {i} before the entry");
         }
     }
+    // A page that saw the projection before the entry and reads on after it.
+    let stale_page = cache.at(pool).await.unwrap();
 
     let mut curator = signed_in(&test, "curator22").await;
     let done = record(
@@ -254,6 +256,14 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
 
     let now = vyzov::region_figures(pool, &days, None).await.unwrap();
     assert_ne!(now, was);
+    // It has today kept from before the entry and reads yesterday now: it gets both as
+    // they are after the entry (read again together), never a mix of the two moments.
+    let pair = [today, today - Duration::days(1)];
+    let fresh = vyzov::region_figures(pool, &pair, None).await.unwrap();
+    assert_ne!(fresh[0], was[2], "the entry changed today's figures");
+    let read = stale_page.region_figures(&pair, None, None).await.unwrap();
+    assert_eq!(*read[0], fresh[0], "today, kept before the entry");
+    assert_eq!(*read[1], fresh[1]);
     for (i, f) in cached(vec![2, 1, 0]).await {
         assert_eq!(f, now[i], "the cache's day {i} after the entry");
     }

@@ -4,8 +4,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Json;
 use opora_domain::case::{
-    AidDecision, ExitKind, InstitutionType, LegalStatus, PlacementBasis, PlacementReason,
-    ReviewLevel,
+    ExitKind, InstitutionType, LegalStatus, PlacementBasis, PlacementReason, ReviewLevel,
 };
 use opora_domain::organisation::OrganisationKind;
 use serde::{Deserialize, Serialize};
@@ -58,9 +57,6 @@ fn legal_statuses() -> utoipa::openapi::Object {
 }
 fn levels() -> utoipa::openapi::Object {
     codes(ReviewLevel::ALL)
-}
-fn aids() -> utoipa::openapi::Object {
-    codes(AidDecision::ALL)
 }
 fn exits() -> utoipa::openapi::Object {
     codes(ExitKind::ALL)
@@ -161,7 +157,7 @@ pub struct CaseFact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parental_claim_justified: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = aids)]
+    #[schema(schema_with = super::review_aids)]
     pub aid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_possible: Option<bool>,

@@ -204,6 +204,11 @@ pub fn codes<T: 'static>(
     one_of(all.iter().map(|(_, code, _)| *code))
 }
 
+/// The aid decisions a consilium review may send (an import's «not recorded» is not one).
+pub fn review_aids() -> utoipa::openapi::Object {
+    one_of(opora_domain::case::AidDecision::decided().map(|(_, code, _)| *code))
+}
+
 /// The signed-in user, and the CSRF token that POST calls send in `X-CSRF-Token`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Me {

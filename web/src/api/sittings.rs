@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use opora_domain::case::{AidDecision, ReviewLevel};
+use opora_domain::case::ReviewLevel;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -28,9 +28,6 @@ pub fn routes() -> Routes {
 
 fn levels() -> utoipa::openapi::Object {
     codes(ReviewLevel::ALL)
-}
-fn aids() -> utoipa::openapi::Object {
-    codes(AidDecision::ALL)
 }
 
 #[utoipa::path(get, path = "/api/v1/sittings", tag = "sittings",
@@ -106,7 +103,7 @@ pub struct SittingReview {
     #[serde(default = "any_level")]
     #[schema(schema_with = levels)]
     pub level: String,
-    #[schema(schema_with = aids)]
+    #[schema(schema_with = super::review_aids)]
     pub aid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement_justified: Option<bool>,

@@ -494,11 +494,25 @@ async fn new_request_page(
         .and_then(|r| r.family)
         .map(|f| f.to_string())
         .unwrap_or_else(|| form.get("family").to_owned());
-    // Today where the request is made (as its approval and delivery are dated): the region
-    // of the operator's NGO or the curator's; Moscow for a viewer of every region.
-    let zone = match viewer.family_regions().and_then(|r| r.into_iter().next()) {
-        Some(region) => crate::pages::cases::region_zone(state, region.as_str()).await?,
-        None => "Europe/Moscow".to_owned(),
+    // Today where the request is made (its approval and delivery are dated there): the
+    // earliest date among the regions of the operator's NGO or the curator's, so the
+    // default is never in the future for a family of any of them; Moscow's for a viewer
+    // of every region.
+    let today = match viewer.family_regions() {
+        Some(regions) if !regions.is_empty() => {
+            let codes: Vec<&str> = regions.iter().map(RegionCode::as_str).collect();
+            let zones: Vec<String> =
+                sqlx::query_scalar("SELECT time_zone FROM reference.region WHERE code = ANY($1)")
+                    .bind(&codes)
+                    .fetch_all(state.log.pool())
+                    .await?;
+            zones
+                .iter()
+                .map(|z| crate::i18n::today_in(z))
+                .min()
+                .unwrap_or_else(|| crate::i18n::today_in("Europe/Moscow"))
+        }
+        _ => crate::i18n::today_in("Europe/Moscow"),
     };
     Ok(NewRequestPage {
         families,
@@ -507,7 +521,7 @@ async fn new_request_page(
         requesters: choices(tr, "ngo-requester", AidRequester::ALL),
         purposes: choices(tr, "ngo-purpose", AidPurpose::ALL),
         forms: choices(tr, "ngo-form", AidForm::ALL),
-        today: opora_domain::format_date(crate::i18n::today_in(&zone)),
+        today: opora_domain::format_date(today),
         command_id: Uuid::now_v7(),
         form,
         error,

@@ -247,17 +247,12 @@ struct RegisterPage {
     query_string: String,
 }
 
-/// The consilium's aid decisions a form offers: every one but «решение не указано», which
-/// only an import records (the old register did not keep the decision).
+/// The consilium's aid decisions a form offers ([`AidDecision::decided`]).
 pub(crate) fn review_aids(tr: Tr) -> Vec<Choice> {
     choices(
         tr,
         "aid",
-        &AidDecision::ALL
-            .iter()
-            .copied()
-            .filter(|(a, _, _)| *a != AidDecision::NotRecorded)
-            .collect::<Vec<_>>(),
+        &AidDecision::decided().copied().collect::<Vec<_>>(),
     )
 }
 

@@ -835,7 +835,9 @@ pub type DashCache = Kept<Vec<Option<OffsetDateTime>>, DashKey, Dashboard>;
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DashKey {
     lang: Lang,
-    region: Option<String>,
+    /// The region's code and name (read before the version: a renamed region is another
+    /// key, so a page built with the old name is never served for the new one).
+    region: Option<(String, String)>,
     /// The regions in the viewer's scope (`None`: all).
     regions: Option<Vec<String>>,
     dates: Dates,
@@ -856,7 +858,7 @@ async fn dashboard(
         opora_projections::kept::checkpoints(state.log.pool(), &["zastupnik", "reference"]).await?;
     let key = DashKey {
         lang: tr.lang,
-        region: region.map(|r| r.code.clone()),
+        region: region.map(|r| (r.code.clone(), r.name.clone())),
         regions: (!scope.all).then(|| scope.regions.clone()),
         dates: *d,
     };
