@@ -1384,8 +1384,7 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
     /// together, in one statement, and nothing is kept.
     async fn days<F, Fut>(
         &self,
-        pool: &PgPool,
-        written: Option<time::OffsetDateTime>,
+        page: &Figures<'_>,
         question: &Q,
         days: &[Date],
         read: F,
@@ -1408,6 +1407,7 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
                 Ok(asked.into_iter().zip(answers).collect::<Vec<_>>())
             }
         };
+        let written = page.written;
         let mut answers: HashMap<Date, Arc<V>> = HashMap::new();
         let mut missing: Vec<Date> = Vec::new();
         for day in days {
@@ -1420,7 +1420,7 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
         }
         if !missing.is_empty() {
             let read_now = read_days(missing).await?;
-            if written_at(pool).await? == written {
+            if written_at(page.pool).await? == written {
                 for (day, answer) in read_now {
                     answers.insert(day, self.0.put(&written, (question.clone(), day), answer));
                 }
@@ -1480,18 +1480,11 @@ impl Figures<'_> {
         known: Option<Date>,
         region: Option<&str>,
     ) -> Result<RegionFigures, sqlx::Error> {
-        let question = (known, region.map(str::to_owned));
-        let pool = self.pool;
-        self.cache
-            .regions
-            .days(
-                self.pool,
-                self.written,
-                &question,
-                days,
-                |missing| async move { region_figures_of(pool, &missing, known, region).await },
-            )
-            .await
+        let (pool, question) = (self.pool, (known, region.map(str::to_owned)));
+        let read = |missing: Vec<Date>| async move {
+            region_figures_of(pool, &missing, known, region).await
+        };
+        self.cache.regions.days(self, &question, days, read).await
     }
 
     /// [`aid_figures`], kept.
@@ -1501,16 +1494,8 @@ impl Figures<'_> {
         known: Option<Date>,
     ) -> Result<AidFigures, sqlx::Error> {
         let pool = self.pool;
-        self.cache
-            .aid
-            .days(
-                self.pool,
-                self.written,
-                &known,
-                days,
-                |missing| async move { aid_figures(pool, &missing, known).await },
-            )
-            .await
+        let read = |missing: Vec<Date>| async move { aid_figures(pool, &missing, known).await };
+        self.cache.aid.days(self, &known, days, read).await
     }
 
     /// [`municipality_figures`], kept.
@@ -1520,15 +1505,11 @@ impl Figures<'_> {
         days: &[Date],
     ) -> Result<MunicipalityFigures, sqlx::Error> {
         let pool = self.pool;
+        let read =
+            |missing: Vec<Date>| async move { municipality_figures(pool, region, &missing).await };
         self.cache
             .municipalities
-            .days(
-                self.pool,
-                self.written,
-                &region.to_owned(),
-                days,
-                |missing| async move { municipality_figures(pool, region, &missing).await },
-            )
+            .days(self, &region.to_owned(), days, read)
             .await
     }
 }

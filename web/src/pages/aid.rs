@@ -498,22 +498,12 @@ async fn new_request_page(
     // earliest date among the regions of the operator's NGO or the curator's, so the
     // default is never in the future for a family of any of them; Moscow's for a viewer
     // of every region.
-    let today = match viewer.family_regions() {
-        Some(regions) if !regions.is_empty() => {
-            let codes: Vec<&str> = regions.iter().map(RegionCode::as_str).collect();
-            let zones: Vec<String> =
-                sqlx::query_scalar("SELECT time_zone FROM reference.region WHERE code = ANY($1)")
-                    .bind(&codes)
-                    .fetch_all(state.log.pool())
-                    .await?;
-            zones
-                .iter()
-                .map(|z| crate::i18n::today_in(z))
-                .min()
-                .unwrap_or_else(|| crate::i18n::today_in("Europe/Moscow"))
-        }
-        _ => crate::i18n::today_in("Europe/Moscow"),
-    };
+    let mut today: Option<Date> = None;
+    for region in viewer.family_regions().unwrap_or_default() {
+        let day = region_today(state, &region).await?;
+        today = Some(today.map_or(day, |t| t.min(day)));
+    }
+    let today = today.unwrap_or_else(|| crate::i18n::today_in("Europe/Moscow"));
     Ok(NewRequestPage {
         families,
         family,

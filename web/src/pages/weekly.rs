@@ -1600,7 +1600,6 @@ async fn filing_by_week(
 }
 
 /// A line chart of the trend, drawn on the server: two polylines on a 640×240 grid.
-#[derive(Debug, Clone)]
 pub struct Chart {
     pub children: String,
     pub adults: String,

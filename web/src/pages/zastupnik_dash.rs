@@ -20,6 +20,7 @@
 //! analyst or curator reads that region; another region's page answers 404.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -340,14 +341,12 @@ async fn expected(state: &AppState, codes: &[String]) -> AppResult<HashMap<Strin
 }
 
 /// A fact at the top of the page.
-#[derive(Debug, Clone)]
 pub struct Fact {
     pub label: String,
     pub value: String,
 }
 
 /// Everything a page shows.
-#[derive(Debug, Clone)]
 pub struct Dashboard {
     /// The region of a region's page.
     pub region: Option<String>,
@@ -853,7 +852,7 @@ async fn dashboard(
     region: Option<&RegionRow>,
     scope: &WeeklyScope,
     d: &Dates,
-) -> AppResult<Dashboard> {
+) -> AppResult<Arc<Dashboard>> {
     let version =
         opora_projections::kept::checkpoints(state.log.pool(), &["zastupnik", "reference"]).await?;
     let key = DashKey {
@@ -863,14 +862,13 @@ async fn dashboard(
         dates: *d,
     };
     if let Some(kept) = state.zastupnik.get(&version, &key) {
-        return Ok((*kept).clone());
+        return Ok(kept);
     }
     let built = match region {
         Some(region) => regional(state, tr, region, d).await?,
         None => federal(state, tr, scope, d).await?,
     };
-    state.zastupnik.put(&version, key, built.clone());
-    Ok(built)
+    Ok(state.zastupnik.put(&version, key, built))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -880,7 +878,7 @@ async fn dashboard(
 #[template(path = "monitoring/zastupnik.html")]
 struct DashPage {
     c: Chrome,
-    d: Dashboard,
+    d: Arc<Dashboard>,
     error: Option<String>,
     action: String,
     na: String,
@@ -897,7 +895,7 @@ struct DashPage {
 #[template(path = "monitoring/zastupnik_print.html")]
 struct DashPrint {
     c: Chrome,
-    d: Dashboard,
+    d: Arc<Dashboard>,
     action: String,
     query: String,
     print: bool,
@@ -1015,7 +1013,7 @@ async fn download(
         _ => return respond(state, c, query, region, scope, problem).await,
     };
     let dashboard = dashboard(state, tr, region, scope, &d).await?;
-    let Some(table) = dashboard.tables.into_iter().find(|t| t.id == wanted) else {
+    let Some(table) = dashboard.tables.iter().find(|t| t.id == wanted) else {
         return Err(AppError::NotFound);
     };
     let headers = table.headers();
