@@ -324,6 +324,12 @@ async fn serve(
     if mail.from.parse::<lettre::message::Mailbox>().is_err() {
         anyhow::bail!("--mail-from «{}» is not a mail address", mail.from);
     }
+    // The port first: held from the start, so nothing started below (our own connections
+    // to the embedded cluster take local ports too) can take it; a busy port fails at once.
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
+        format!("не удалось занять адрес {bind}: он занят или недоступен; укажите другой, например --bind 127.0.0.1:0 (свободный порт)")
+    })?;
+    let address = listener.local_addr()?;
     let mut database = Database::open().await?;
     {
         // Migrations may take long over a big log: no statement timeout for them.
@@ -381,10 +387,6 @@ async fn serve(
     ));
     let cleanup = crate::auth::spawn_session_cleanup(pool.clone());
 
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
-    let address = listener.local_addr()?;
     let https = public_url
         .as_deref()
         .is_some_and(|url| url.starts_with("https://"));

@@ -255,3 +255,32 @@ async fn the_first_administrator_and_erasure_from_the_command_line() {
     pool.close().await;
     drop_database(&url).await;
 }
+
+#[tokio::test]
+async fn a_busy_port_fails_at_once_saying_so_and_touches_no_database() {
+    let url = fresh_database().await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = busy.local_addr().unwrap().to_string();
+
+    let refused = opora(&url, &["serve", "--bind", &address]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!("не удалось занять адрес {address}")),
+        "{}",
+        text(&refused)
+    );
+    assert!(text(&refused).contains("--bind 127.0.0.1:0"));
+    // The port is taken before the database is opened: nothing migrated, nothing written.
+    let mut db = PgConnection::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    assert_eq!(tables, 0);
+
+    drop(busy);
+    drop_database(&url).await;
+}
