@@ -30,7 +30,9 @@ use uuid::Uuid;
 
 use crate::{Projection, ProjectionError};
 
+mod snapshot;
 mod totals;
+pub use snapshot::{Held, Snapshot, QUIET};
 pub use totals::FIRST_KNOWN_MONTH;
 
 /// The counters, in the order of their columns.
@@ -1358,6 +1360,7 @@ pub struct FigureCache {
     regions: Days<(Option<Date>, Option<String>), HashMap<String, Counters>>,
     aid: Days<Option<Date>, HashMap<(String, String), AidCounters>>,
     municipalities: Days<String, HashMap<Uuid, Counters>>,
+    held: Arc<Held>,
 }
 
 impl Default for FigureCache {
@@ -1366,6 +1369,7 @@ impl Default for FigureCache {
             regions: Days(Kept::new(CACHED)),
             aid: Days(Kept::new(CACHED)),
             municipalities: Days(Kept::new(CACHED)),
+            held: Arc::default(),
         }
     }
 }
@@ -1441,6 +1445,42 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
     }
 }
 
+impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
+    /// As [`Days::days`], the days not kept computed by `compute` (together, in order)
+    /// from the snapshot of the page's moment: nothing to read, nothing to check again.
+    fn held(
+        &self,
+        page: &Figures<'_>,
+        question: &Q,
+        days: &[Date],
+        compute: impl Fn(&[Date]) -> Vec<V>,
+    ) -> Vec<Arc<V>> {
+        let kept: Vec<Option<Arc<V>>> = days
+            .iter()
+            .map(|day| self.0.get(&page.written, &(question.clone(), *day)))
+            .collect();
+        let mut missing: Vec<Date> = days
+            .iter()
+            .zip(&kept)
+            .filter(|(_, k)| k.is_none())
+            .map(|(d, _)| *d)
+            .collect();
+        missing.sort();
+        missing.dedup();
+        let mut computed: HashMap<Date, Arc<V>> = HashMap::new();
+        if !missing.is_empty() {
+            for (day, answer) in missing.iter().zip(compute(&missing)) {
+                let answer = self.0.put(&page.written, (question.clone(), *day), answer);
+                computed.insert(*day, answer);
+            }
+        }
+        days.iter()
+            .zip(kept)
+            .map(|(day, k)| k.unwrap_or_else(|| Arc::clone(&computed[day])))
+            .collect()
+    }
+}
+
 /// When the projection last wrote (`vyzov.written`; `None` before its first write).
 async fn written_at(pool: &PgPool) -> Result<Option<time::OffsetDateTime>, sqlx::Error> {
     sqlx::query_scalar("SELECT at FROM vyzov.written")
@@ -1461,6 +1501,11 @@ pub struct Figures<'a> {
 }
 
 impl FigureCache {
+    /// The regions' figures held in memory (see [`Snapshot`]).
+    pub fn held(&self) -> &Arc<Held> {
+        &self.held
+    }
+
     /// The cache as of the projection's last write (one primary-key read).
     pub async fn at<'a>(&'a self, pool: &'a PgPool) -> Result<Figures<'a>, sqlx::Error> {
         let written = written_at(pool).await?;
@@ -1473,7 +1518,14 @@ impl FigureCache {
 }
 
 impl Figures<'_> {
-    /// [`region_figures_of`], kept.
+    /// Whether the page reads the regions' figures from memory (a snapshot of this
+    /// page's moment is loaded).
+    pub fn in_memory(&self) -> bool {
+        self.cache.held.at(&self.written).is_some()
+    }
+
+    /// [`region_figures_of`]: from memory if the projection's snapshot is of the page's
+    /// moment ([`Snapshot`]); else kept day by day, and a snapshot loaded meanwhile.
     pub async fn region_figures(
         &self,
         days: &[Date],
@@ -1481,18 +1533,32 @@ impl Figures<'_> {
         region: Option<&str>,
     ) -> Result<RegionFigures, sqlx::Error> {
         let (pool, question) = (self.pool, (known, region.map(str::to_owned)));
+        match self.cache.held.at(&self.written) {
+            Some(held) if known.is_none_or(|k| days.iter().all(|d| *d <= k)) => {
+                let read = |missing: &[Date]| held.region_figures(missing, known, region);
+                return Ok(self.cache.regions.held(self, &question, days, read));
+            }
+            Some(_) => {}
+            None => self.cache.held.refresh(self.pool, self.written),
+        }
         let read = |missing: Vec<Date>| async move {
             region_figures_of(pool, &missing, known, region).await
         };
         self.cache.regions.days(self, &question, days, read).await
     }
 
-    /// [`aid_figures`], kept.
+    /// [`aid_figures`]: from memory if the snapshot is of the page's moment, else kept.
     pub async fn aid_figures(
         &self,
         days: &[Date],
         known: Option<Date>,
     ) -> Result<AidFigures, sqlx::Error> {
+        if let Some(held) = self.cache.held.at(&self.written) {
+            if known.is_none_or(|k| days.iter().all(|d| *d <= k)) {
+                let read = |missing: &[Date]| held.aid_figures(missing, known);
+                return Ok(self.cache.aid.held(self, &known, days, read));
+            }
+        }
         let pool = self.pool;
         let read = |missing: Vec<Date>| async move { aid_figures(pool, &missing, known).await };
         self.cache.aid.days(self, &known, days, read).await
@@ -1718,7 +1784,7 @@ fn add_pieces<K: std::hash::Hash + Eq + Clone>(
 
 /// As [`region_figures`], per municipality of one region, as known now: the running totals
 /// of the month before each day's (`municipality_month`), and the days of its month up to
-/// it.
+/// it (summed by PostgreSQL).
 pub async fn municipality_figures(
     pool: &PgPool,
     region: &str,
@@ -1736,13 +1802,22 @@ pub async fn municipality_figures(
             AND f.month = LEAST((date_trunc('month', a.day) - interval '1 month')::date, \
                                 date_trunc('month', (SELECT day FROM vyzov.horizon))::date) \
          UNION ALL \
-         SELECT 2::smallint, 0, f.municipality, f.eff, {v} FROM vyzov.municipality_fact f \
-          WHERE f.region_code = $2 AND f.grain = 1 AND f.eff = ANY($3)"
+         SELECT 0::smallint, a.i::int, f.municipality, a.day, {sums} \
+           FROM unnest($1::date[]) WITH ORDINALITY AS a(day, i) \
+           JOIN vyzov.municipality_fact f ON f.region_code = $2 AND f.grain = 1 \
+            AND f.eff >= date_trunc('month', a.day)::date AND f.eff <= a.day \
+          GROUP BY a.i, a.day, f.municipality",
+        // The days of each asked month up to the day, summed per municipality here: a
+        // row per municipality and day asked rather than one per day of the month.
+        sums = METRICS
+            .iter()
+            .map(|m| format!("sum(f.{m}::int)::bigint"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let rows = sqlx::query(&sql)
         .bind(days)
         .bind(region)
-        .bind(days_of_months(days))
         .fetch_all(pool)
         .await?;
     let windows: Vec<Window> = days.iter().map(|d| Window::to(*d)).collect();

@@ -287,6 +287,51 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     assert!(known_yesterday
         .iter()
         .all(|m| m.values().all(|c| c.iter().all(|v| *v == 0))));
+    // The snapshot in memory: loaded in the background by a page once the projection has
+    // rested, then answering as the tables do; never used at another moment.
+    let held = vyzov::FigureCache::default();
+    tokio::time::sleep(vyzov::QUIET.unsigned_abs() + std::time::Duration::from_millis(200)).await;
+    let kept = held.at(pool).await.unwrap();
+    assert!(!kept.in_memory());
+    kept.region_figures(&days, None, None).await.unwrap();
+    let mut waited = 0;
+    while !held.at(pool).await.unwrap().in_memory() {
+        assert!(waited < 200, "the snapshot was not loaded within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let kept = held.at(pool).await.unwrap();
+    let from_memory = kept
+        .region_figures(&days, Some(recorded), None)
+        .await
+        .unwrap();
+    for (m, t) in from_memory.iter().zip(&known_today) {
+        assert_eq!(m["22"], t["22"]);
+    }
+    let from_memory = kept.region_figures(&days, None, Some("22")).await.unwrap();
+    assert_eq!(from_memory[2]["22"], now[2]["22"]);
+    // Another child's exit: the projection writes, and the snapshot is of an older moment.
+    let other: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM cases.child_case WHERE region_code = '22' AND institution IS NOT NULL \
+            AND id <> $1 ORDER BY case_number LIMIT 1",
+    )
+    .bind(case)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let done = record(
+        &mut curator,
+        &format!("/vyzov/dela/{other}"),
+        &[
+            ("action", "exit"),
+            ("on", &ago(2)),
+            ("exit", "birth_family"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    test.project().await;
+    assert!(!held.at(pool).await.unwrap().in_memory());
     // The page says which knowledge it shows.
     let mut analyst = signed_in(&test, "analyst").await;
     let page = analyst
@@ -599,6 +644,7 @@ mod independent {
 /// What the projection says for the same question.
 async fn projected(
     pool: &sqlx::PgPool,
+    cache: &vyzov::FigureCache,
     day: time::Date,
     from: time::Date,
     to: time::Date,
@@ -609,6 +655,49 @@ async fn projected(
 ) {
     let days = [day, vyzov::day_before(from), to];
     let f = vyzov::region_figures(pool, &days, known).await.unwrap();
+    // The pages' way: the projection's days and late facts held in memory; the same as
+    // the tables' answer, for the whole country and for each region.
+    let kept = cache.at(pool).await.unwrap();
+    assert!(kept.in_memory(), "the snapshot is of this moment");
+    let nonzero = |m: &std::collections::HashMap<String, Counters>| {
+        let mut m = m.clone();
+        m.retain(|_, c| c.iter().any(|v| *v != 0));
+        m
+    };
+    let memory = kept.region_figures(&days, known, None).await.unwrap();
+    for (a, b) in memory.iter().zip(&f) {
+        assert_eq!(nonzero(a), nonzero(b), "from memory, known on {known:?}");
+    }
+    let memory = kept.aid_figures(&days, known).await.unwrap();
+    let tables = vyzov::aid_figures(pool, &days, known).await.unwrap();
+    for (a, b) in memory.iter().zip(&tables) {
+        let nonzero = |m: &std::collections::HashMap<(String, String), [i64; 4]>| {
+            let mut m = m.clone();
+            m.retain(|_, c| c.iter().any(|v| *v != 0));
+            m
+        };
+        assert_eq!(
+            nonzero(a),
+            nonzero(b),
+            "aid from memory, known on {known:?}"
+        );
+    }
+    for region in ["22", "24", "77"] {
+        let memory = kept
+            .region_figures(&days, known, Some(region))
+            .await
+            .unwrap();
+        let tables = vyzov::region_figures_of(pool, &days, known, Some(region))
+            .await
+            .unwrap();
+        for (a, b) in memory.iter().zip(&tables) {
+            assert_eq!(
+                nonzero(a),
+                nonzero(b),
+                "{region} from memory, known on {known:?}"
+            );
+        }
+    }
     let mut out = std::collections::BTreeMap::new();
     let regions: std::collections::BTreeSet<&String> = f.iter().flat_map(|m| m.keys()).collect();
     for region in regions {
@@ -692,13 +781,16 @@ async fn compare_with_independent_count(
         Some(date!(2025 - 10 - 01)),
         Some(today),
     ];
+    let cache = vyzov::FigureCache::default();
+    let held = cache.held().load(&db.pool).await.unwrap();
+    assert!(held.cells() > 0, "late facts recorded after the baseline");
     let mut nonzero = 0;
     for day in days {
         // As known on K, dates up to K (what the dashboard could show on K).
         for known in knowns.into_iter().filter(|k| k.is_none_or(|k| day <= k)) {
             let from = date!(2025 - 01 - 01).min(day);
             let expected = independent::count(log, day, from, day, known);
-            let got = projected(&db.pool, day, from, day, known).await;
+            let got = projected(&db.pool, &cache, day, from, day, known).await;
             assert_eq!(got.0, expected.0, "counters on {day}, known on {known:?}");
             assert_eq!(got.1, expected.1, "aid on {day}, known on {known:?}");
             nonzero += usize::from(!expected.0.is_empty());
@@ -744,6 +836,7 @@ async fn compare_with_independent_count(
     // Known on a day before the baseline differs from known today: late entries matter.
     let early = projected(
         &db.pool,
+        &cache,
         date!(2024 - 07 - 01),
         date!(2024 - 01 - 01),
         date!(2024 - 07 - 01),
@@ -752,6 +845,7 @@ async fn compare_with_independent_count(
     .await;
     let now = projected(
         &db.pool,
+        &cache,
         date!(2024 - 07 - 01),
         date!(2024 - 01 - 01),
         date!(2024 - 07 - 01),
