@@ -1355,7 +1355,8 @@ async fn by_date<K: std::hash::Hash + Eq + Clone>(
 /// since (`vyzov.written`). A day's figures do not depend on the other days a page asks
 /// (its quarters, its period), so a page reads only the days no page asked before: a new
 /// date is one day's rows, not the fourteen the page shows. At most [`CACHED`] days per
-/// kind of question (some tens of kilobytes each); full, a kind starts again.
+/// kind of question (a quarter of it for aid; some tens of kilobytes each); full, a kind
+/// starts again.
 pub struct FigureCache {
     regions: Days<(Option<Date>, Option<String>), HashMap<String, Counters>>,
     aid: Days<Option<Date>, HashMap<(String, String), AidCounters>>,
@@ -1367,7 +1368,9 @@ impl Default for FigureCache {
     fn default() -> Self {
         FigureCache {
             regions: Days(Kept::new(CACHED)),
-            aid: Days(Kept::new(CACHED)),
+            // Every region and form on each day kept (some 60 kB); computed from the
+            // snapshot in microseconds, so fewer are kept.
+            aid: Days(Kept::new(CACHED / 4)),
             municipalities: Days(Kept::new(CACHED)),
             held: Arc::default(),
         }

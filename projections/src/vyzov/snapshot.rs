@@ -54,14 +54,16 @@ struct RegionLate {
     /// `(recs + 1) × effs`: row r, column e = the cells recorded in month `rec0 + r` or
     /// later and effective in month `eff0 + e` or earlier (row `recs`: nothing).
     coarse: Vec<[i64; N]>,
-    /// Per effective month: its cells, latest recording first.
-    groups: Vec<Vec<Late>>,
-    /// Every cell as (group, index), latest recording first.
-    by_rec: Vec<(u32, u32)>,
+    /// The cells by effective month, and within a month latest recording first.
+    cells: Vec<Late>,
+    /// Where each effective month's cells start in `cells` (and, last, the end).
+    starts: Vec<u32>,
+    /// Every cell's place in `cells`, latest recording first.
+    by_rec: Vec<u32>,
 }
 
 impl RegionLate {
-    fn new(cells: Vec<Late>) -> Self {
+    fn new(mut cells: Vec<Late>) -> Self {
         let rec0 = cells.iter().map(|c| month_number(c.rec)).min().unwrap_or(0);
         let rec1 = cells.iter().map(|c| month_number(c.rec)).max().unwrap_or(0);
         let eff0 = cells.iter().map(|c| month_number(c.eff)).min().unwrap_or(0);
@@ -69,14 +71,12 @@ impl RegionLate {
         let recs = (rec1 - rec0 + 1).max(0) as usize;
         let effs = (eff1 - eff0 + 1).max(0) as usize;
         let mut coarse = vec![[0_i64; N]; (recs + 1) * effs];
-        let mut groups: Vec<Vec<Late>> = (0..effs).map(|_| Vec::new()).collect();
-        for cell in cells {
+        for cell in &cells {
             let r = (month_number(cell.rec) - rec0) as usize;
             let e = (month_number(cell.eff) - eff0) as usize;
             for (s, a) in coarse[r * effs + e].iter_mut().zip(&cell.amounts) {
                 *s += i64::from(*a);
             }
-            groups[e].push(cell);
         }
         // Recorded in row r's month or later; effective in column e's month or earlier.
         for r in (0..recs).rev() {
@@ -99,27 +99,36 @@ impl RegionLate {
                 coarse[r * effs + e] = sum;
             }
         }
-        let mut by_rec = Vec::new();
-        for (g, group) in groups.iter_mut().enumerate() {
-            group.sort_by_key(|c| std::cmp::Reverse(c.rec));
-            by_rec.extend((0..group.len()).map(|i| (g as u32, i as u32)));
+        // In place: by effective month, then latest recording first.
+        cells.sort_unstable_by_key(|c| (month_number(c.eff), std::cmp::Reverse(c.rec)));
+        cells.shrink_to_fit();
+        let mut starts = Vec::with_capacity(effs + 1);
+        let mut place = 0;
+        for e in 0..effs as i32 {
+            starts.push(place as u32);
+            while place < cells.len() && month_number(cells[place].eff) - eff0 <= e {
+                place += 1;
+            }
         }
-        by_rec.sort_by(|a, b| {
-            let (x, y) = (
-                &groups[a.0 as usize][a.1 as usize],
-                &groups[b.0 as usize][b.1 as usize],
-            );
-            y.rec.cmp(&x.rec)
-        });
+        starts.push(cells.len() as u32);
+        let mut by_rec: Vec<u32> = (0..cells.len() as u32).collect();
+        by_rec.sort_unstable_by_key(|i| std::cmp::Reverse(cells[*i as usize].rec));
         RegionLate {
             rec0,
             eff0,
             recs,
             effs,
             coarse,
-            groups,
+            cells,
+            starts,
             by_rec,
         }
+    }
+
+    /// The cells effective in month `e` (an index from `eff0`), latest recording first.
+    fn month(&self, e: usize) -> &[Late] {
+        let (from, to) = (self.starts[e] as usize, self.starts[e + 1] as usize);
+        &self.cells[from..to]
     }
 
     /// Adds to `out[i]` the facts recorded after `known` and effective on `sorted[i]` or
@@ -133,8 +142,8 @@ impl RegionLate {
         };
         // (a) Recorded in K's month after K: each counts for the days from its own on.
         let mut from: Vec<[i64; N]> = vec![[0; N]; sorted.len()];
-        for &(g, i) in &self.by_rec {
-            let cell = &self.groups[g as usize][i as usize];
+        for &i in &self.by_rec {
+            let cell = &self.cells[i as usize];
             if month_number(cell.rec) > mk {
                 continue;
             }
@@ -170,7 +179,7 @@ impl RegionLate {
             }
             // (b) effective in D's month up to D.
             if md >= 0 && (md as usize) < self.effs {
-                for cell in &self.groups[md as usize] {
+                for cell in self.month(md as usize) {
                     if month_number(cell.rec) < first_after {
                         break;
                     }
@@ -239,7 +248,22 @@ impl Snapshot {
             .fetch_optional(&mut *tx)
             .await?
             .flatten();
+        // Each region's rows counted first: its vectors are allocated once, to size.
+        let sizes = |table: &str, filter: &str| {
+            format!("SELECT region_code, count(*) FROM vyzov.{table} {filter} GROUP BY region_code")
+        };
         let mut days: HashMap<String, RegionDays> = HashMap::new();
+        let counted: Vec<(String, i64)> = sqlx::query_as(&sizes("region_day", ""))
+            .fetch_all(&mut *tx)
+            .await?;
+        for (region, n) in counted {
+            let n = usize::try_from(n).unwrap_or(0);
+            let held = RegionDays {
+                days: Vec::with_capacity(n),
+                counters: Vec::with_capacity(n),
+            };
+            days.insert(region, held);
+        }
         {
             let sql = format!(
                 "SELECT region_code, day, {} FROM vyzov.region_day ORDER BY region_code, day",
@@ -262,6 +286,14 @@ impl Snapshot {
             METRICS.join(", ")
         );
         let mut cells: HashMap<String, Vec<Late>> = HashMap::new();
+        let counted: Vec<(String, i64)> =
+            sqlx::query_as(&sizes("region_known", "WHERE grain = 5 AND rec > $1"))
+                .bind(FIRST_KNOWN_MONTH)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (region, n) in counted {
+            cells.insert(region, Vec::with_capacity(usize::try_from(n).unwrap_or(0)));
+        }
         let mut count = 0;
         {
             let mut rows = sqlx::query(&sql).bind(FIRST_KNOWN_MONTH).fetch(&mut *tx);
