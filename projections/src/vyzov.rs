@@ -1484,6 +1484,13 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
     }
 }
 
+/// Whether the snapshot answers this question: as known now, or as known on a K from
+/// [`FIRST_KNOWN_MONTH`] on (it holds no earlier recordings; the tables refuse them) for
+/// days up to K.
+fn in_memory(days: &[Date], known: Option<Date>) -> bool {
+    known.is_none_or(|k| k >= FIRST_KNOWN_MONTH && days.iter().all(|d| *d <= k))
+}
+
 /// When the projection last wrote (`vyzov.written`; `None` before its first write).
 async fn written_at(pool: &PgPool) -> Result<Option<time::OffsetDateTime>, sqlx::Error> {
     sqlx::query_scalar("SELECT at FROM vyzov.written")
@@ -1537,7 +1544,7 @@ impl Figures<'_> {
     ) -> Result<RegionFigures, sqlx::Error> {
         let (pool, question) = (self.pool, (known, region.map(str::to_owned)));
         match self.cache.held.at(&self.written) {
-            Some(held) if known.is_none_or(|k| days.iter().all(|d| *d <= k)) => {
+            Some(held) if in_memory(days, known) => {
                 let read = |missing: &[Date]| held.region_figures(missing, known, region);
                 return Ok(self.cache.regions.held(self, &question, days, read));
             }
@@ -1557,7 +1564,7 @@ impl Figures<'_> {
         known: Option<Date>,
     ) -> Result<AidFigures, sqlx::Error> {
         if let Some(held) = self.cache.held.at(&self.written) {
-            if known.is_none_or(|k| days.iter().all(|d| *d <= k)) {
+            if in_memory(days, known) {
                 let read = |missing: &[Date]| held.aid_figures(missing, known);
                 return Ok(self.cache.aid.held(self, &known, days, read));
             }

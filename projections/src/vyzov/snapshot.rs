@@ -142,11 +142,11 @@ impl RegionLate {
         };
         // (a) Recorded in K's month after K: each counts for the days from its own on.
         let mut from: Vec<[i64; N]> = vec![[0; N]; sorted.len()];
-        for &i in &self.by_rec {
+        let after_k_month = self
+            .by_rec
+            .partition_point(|i| month_number(self.cells[*i as usize].rec) > mk);
+        for &i in &self.by_rec[after_k_month..] {
             let cell = &self.cells[i as usize];
-            if month_number(cell.rec) > mk {
-                continue;
-            }
             if cell.rec <= known {
                 break;
             }
@@ -203,7 +203,8 @@ pub struct Snapshot {
     cells: usize,
     /// Aid per region and form: its days (grain 1) as running totals, in order of day.
     aid: HashMap<(String, String), (Vec<Date>, Vec<AidCounters>)>,
-    /// Aid's late cells (grain 5): region and form, effective day, recording day.
+    /// Aid's late cells (grain 5): region and form, effective day, recording day; latest
+    /// recording first.
     aid_late: Vec<((String, String), Date, Date, AidCounters)>,
 }
 
@@ -241,6 +242,15 @@ impl Snapshot {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
+        // Every table at once, before the snapshot is taken: a rebuild's swap (which drops
+        // the old schema) waits for the whole load, rather than locking a table this load
+        // has yet to read and waiting on it in turn.
+        sqlx::query(
+            "LOCK TABLE vyzov.written, vyzov.horizon, vyzov.region_day, vyzov.region_known, \
+                        vyzov.aid_now, vyzov.aid_known IN ACCESS SHARE MODE",
+        )
+        .execute(&mut *tx)
+        .await?;
         let written: Option<OffsetDateTime> = sqlx::query_scalar("SELECT at FROM vyzov.written")
             .fetch_optional(&mut *tx)
             .await?;
@@ -351,7 +361,11 @@ impl Snapshot {
             ));
         }
         tx.commit().await?;
-        let mut snapshot = Snapshot::of(written, cells, count);
+        aid_late.sort_by_key(|(_, _, rec, _)| std::cmp::Reverse(*rec));
+        // Sorting some 470,000 cells: off the workers that answer pages.
+        let mut snapshot = tokio::task::spawn_blocking(move || Snapshot::of(written, cells, count))
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("building the snapshot: {e}")))?;
         snapshot.horizon = horizon;
         snapshot.days = days;
         snapshot.aid = aid;
@@ -429,9 +443,10 @@ impl Snapshot {
             })
             .collect();
         if let Some(known) = known {
+            // Latest recording first: those recorded after K lead.
             for (key, eff, rec, amounts) in &self.aid_late {
                 if *rec <= known {
-                    continue;
+                    break;
                 }
                 for (slot, day) in out.iter_mut().zip(days) {
                     if eff <= day {
@@ -485,6 +500,22 @@ impl Snapshot {
 pub struct Held {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     loading: Arc<AtomicBool>,
+    /// When the next background load may start (after a load: ten times its duration, at
+    /// least [`GAP`]), so a projection that writes every few seconds is not reloaded after
+    /// each write, nor a failing load retried by every page.
+    next: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The least time between two background loads.
+pub const GAP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Clears `loading` however the load ends.
+struct Loading(Arc<AtomicBool>);
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Held {
@@ -499,31 +530,45 @@ impl Held {
     /// Loads a snapshot now (and keeps it), whatever the projection is doing.
     pub async fn load(&self, pool: &PgPool) -> Result<Arc<Snapshot>, sqlx::Error> {
         let snapshot = Arc::new(Snapshot::load(pool).await?);
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&snapshot));
+        // The lock is released at the end of the statement; the old snapshot freed after.
+        let old = (self.snapshot.write().unwrap_or_else(|e| e.into_inner()))
+            .replace(Arc::clone(&snapshot));
+        drop(old);
         Ok(snapshot)
     }
 
     /// Starts loading a snapshot in the background if a page saw `written`, the projection
-    /// has rested since for [`QUIET`], and no load is under way.
+    /// has rested since for [`QUIET`], no load is under way and the last one was not too
+    /// recent (see `next`).
     pub fn refresh(self: &Arc<Self>, pool: &PgPool, written: Option<OffsetDateTime>) {
         let rested = written.is_none_or(|at| OffsetDateTime::now_utc() - at >= QUIET);
-        if !rested || self.loading.swap(true, Ordering::AcqRel) {
+        let due = self
+            .next
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|next| std::time::Instant::now() >= next);
+        if !rested || !due || self.loading.swap(true, Ordering::AcqRel) {
             return;
         }
         let (this, pool) = (Arc::clone(self), pool.clone());
+        let loading = Loading(Arc::clone(&self.loading));
         tokio::spawn(async move {
+            let _loading = loading;
             let started = std::time::Instant::now();
-            match this.load(&pool).await {
+            let loaded = this.load(&pool).await;
+            let took = started.elapsed();
+            *this.next.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now() + GAP.max(took * 10));
+            match loaded {
                 Ok(s) => tracing::info!(
                     cells = s.cells(),
-                    seconds = started.elapsed().as_secs_f64(),
+                    seconds = took.as_secs_f64(),
                     "vyzov: the regions' figures loaded into memory"
                 ),
                 Err(error) => {
                     tracing::warn!(%error, "vyzov: the regions' figures not loaded into memory")
                 }
             }
-            this.loading.store(false, Ordering::Release);
         });
     }
 }
@@ -623,7 +668,8 @@ mod tests {
         let snapshot = Snapshot::of(None, regions, all.len());
         let now = vec![HashMap::new(); 6];
         for _ in 0..200 {
-            let known = start + time::Duration::days(next(1_150) as i64);
+            let known =
+                start - time::Duration::days(200) + time::Duration::days(next(1_350) as i64);
             let days: Vec<Date> = (0..6)
                 .map(|_| known - time::Duration::days(next(1_300) as i64))
                 .collect();
