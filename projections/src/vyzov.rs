@@ -1415,16 +1415,7 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
             }
         };
         let written = page.written;
-        let mut answers: HashMap<Date, Arc<V>> = HashMap::new();
-        let mut missing: Vec<Date> = Vec::new();
-        for day in days {
-            match self.0.get(&written, &(question.clone(), *day)) {
-                Some(answer) => {
-                    answers.insert(*day, answer);
-                }
-                None => missing.push(*day),
-            }
-        }
+        let (mut answers, missing) = self.kept(page, question, days);
         if !missing.is_empty() {
             let read_now = read_days(missing).await?;
             if written_at(page.pool).await? == written {
@@ -1446,9 +1437,7 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
         }
         Ok(days.iter().map(|d| Arc::clone(&answers[d])).collect())
     }
-}
 
-impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
     /// As [`Days::days`], the days not kept computed by `compute` (together, in order)
     /// from the snapshot of the page's moment: nothing to read, nothing to check again.
     fn held(
@@ -1458,29 +1447,37 @@ impl<Q: Clone + Eq + std::hash::Hash, V> Days<Q, V> {
         days: &[Date],
         compute: impl Fn(&[Date]) -> Vec<V>,
     ) -> Vec<Arc<V>> {
-        let kept: Vec<Option<Arc<V>>> = days
-            .iter()
-            .map(|day| self.0.get(&page.written, &(question.clone(), *day)))
-            .collect();
-        let mut missing: Vec<Date> = days
-            .iter()
-            .zip(&kept)
-            .filter(|(_, k)| k.is_none())
-            .map(|(d, _)| *d)
-            .collect();
-        missing.sort();
-        missing.dedup();
-        let mut computed: HashMap<Date, Arc<V>> = HashMap::new();
+        let (mut answers, missing) = self.kept(page, question, days);
         if !missing.is_empty() {
             for (day, answer) in missing.iter().zip(compute(&missing)) {
                 let answer = self.0.put(&page.written, (question.clone(), *day), answer);
-                computed.insert(*day, answer);
+                answers.insert(*day, answer);
             }
         }
-        days.iter()
-            .zip(kept)
-            .map(|(day, k)| k.unwrap_or_else(|| Arc::clone(&computed[day])))
-            .collect()
+        days.iter().map(|d| Arc::clone(&answers[d])).collect()
+    }
+
+    /// The answers kept under the page's version, and the days asked that are not (in
+    /// order, once each).
+    fn kept(
+        &self,
+        page: &Figures<'_>,
+        question: &Q,
+        days: &[Date],
+    ) -> (HashMap<Date, Arc<V>>, Vec<Date>) {
+        let mut answers: HashMap<Date, Arc<V>> = HashMap::new();
+        let mut missing: Vec<Date> = Vec::new();
+        for day in days {
+            match self.0.get(&page.written, &(question.clone(), *day)) {
+                Some(answer) => {
+                    answers.insert(*day, answer);
+                }
+                None => missing.push(*day),
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        (answers, missing)
     }
 }
 
@@ -1534,6 +1531,16 @@ impl Figures<'_> {
         self.cache.held.at(&self.written).is_some()
     }
 
+    /// The snapshot of the page's moment, if it answers this question (see [`in_memory`]);
+    /// with none of this moment, one is loaded in the background.
+    fn snapshot(&self, days: &[Date], known: Option<Date>) -> Option<Arc<Snapshot>> {
+        let held = self.cache.held.at(&self.written);
+        if held.is_none() {
+            self.cache.held.refresh(self.pool, self.written);
+        }
+        held.filter(|_| in_memory(days, known))
+    }
+
     /// [`region_figures_of`]: from memory if the projection's snapshot is of the page's
     /// moment ([`Snapshot`]); else kept day by day, and a snapshot loaded meanwhile.
     pub async fn region_figures(
@@ -1543,13 +1550,9 @@ impl Figures<'_> {
         region: Option<&str>,
     ) -> Result<RegionFigures, sqlx::Error> {
         let (pool, question) = (self.pool, (known, region.map(str::to_owned)));
-        match self.cache.held.at(&self.written) {
-            Some(held) if in_memory(days, known) => {
-                let read = |missing: &[Date]| held.region_figures(missing, known, region);
-                return Ok(self.cache.regions.held(self, &question, days, read));
-            }
-            Some(_) => {}
-            None => self.cache.held.refresh(self.pool, self.written),
+        if let Some(held) = self.snapshot(days, known) {
+            let read = |missing: &[Date]| held.region_figures(missing, known, region);
+            return Ok(self.cache.regions.held(self, &question, days, read));
         }
         let read = |missing: Vec<Date>| async move {
             region_figures_of(pool, &missing, known, region).await
@@ -1563,11 +1566,9 @@ impl Figures<'_> {
         days: &[Date],
         known: Option<Date>,
     ) -> Result<AidFigures, sqlx::Error> {
-        if let Some(held) = self.cache.held.at(&self.written) {
-            if in_memory(days, known) {
-                let read = |missing: &[Date]| held.aid_figures(missing, known);
-                return Ok(self.cache.aid.held(self, &known, days, read));
-            }
+        if let Some(held) = self.snapshot(days, known) {
+            let read = |missing: &[Date]| held.aid_figures(missing, known);
+            return Ok(self.cache.aid.held(self, &known, days, read));
         }
         let pool = self.pool;
         let read = |missing: Vec<Date>| async move { aid_figures(pool, &missing, known).await };
