@@ -136,6 +136,8 @@ struct Step {
     p99_dated: f64,
     /// p99 by kind of page.
     p99_by_kind: std::collections::BTreeMap<&'static str, f64>,
+    /// p50 by kind of page (what each kind costs, at one client).
+    p50_by_kind: std::collections::BTreeMap<&'static str, f64>,
     errors: u64,
 }
 
@@ -201,6 +203,14 @@ async fn step(
         v
     };
     let every = sorted(&|_| true);
+    let by_kind = |p: f64| {
+        all.iter()
+            .map(|(_, kind)| *kind)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|kind| (kind, percentile(&sorted(&|k| k == kind), p)))
+            .collect()
+    };
     Ok(Step {
         clients,
         rate: every.len() as f64 / elapsed,
@@ -208,13 +218,8 @@ async fn step(
         p99: percentile(&every, 0.99),
         p99_default: percentile(&sorted(&|k| !is_dated(k)), 0.99),
         p99_dated: percentile(&sorted(&is_dated), 0.99),
-        p99_by_kind: all
-            .iter()
-            .map(|(_, kind)| *kind)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|kind| (kind, percentile(&sorted(&|k| k == kind), 0.99)))
-            .collect(),
+        p99_by_kind: by_kind(0.99),
+        p50_by_kind: by_kind(0.5),
         errors,
     })
 }
@@ -316,6 +321,7 @@ pub async fn pages(
             s.rate, s.p50, s.p99, s.p99_default, s.p99_dated, s.errors
         );
         eprintln!("pages:   p99 by page: {:?}", s.p99_by_kind);
+        eprintln!("pages:   p50 by page: {:?}", s.p50_by_kind);
         steps.push(s);
     }
     let mut best_baseline: f64 = 0.0;
@@ -351,6 +357,7 @@ pub async fn pages(
             "p99_today_ms": round3(s.p99_default),
             "p99_dated_ms": round3(s.p99_dated),
             "p99_ms_by_page": s.p99_by_kind.iter().map(|(k, v)| (k.to_string(), json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
+            "p50_ms_by_page": s.p50_by_kind.iter().map(|(k, v)| (k.to_string(), json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
             "errors": s.errors,
         })).collect::<Vec<_>>(),
         "server": version,
