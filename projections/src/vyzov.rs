@@ -1516,11 +1516,21 @@ impl FigureCache {
     /// The cache as of the projection's last write (one primary-key read).
     pub async fn at<'a>(&'a self, pool: &'a PgPool) -> Result<Figures<'a>, sqlx::Error> {
         let written = written_at(pool).await?;
-        Ok(Figures {
+        Ok(self.as_of(pool, written))
+    }
+
+    /// The cache as of `written`, `vyzov.written` as the page read it (together with
+    /// whatever else it needed in the same statement).
+    pub fn as_of<'a>(
+        &'a self,
+        pool: &'a PgPool,
+        written: Option<time::OffsetDateTime>,
+    ) -> Figures<'a> {
+        Figures {
             cache: self,
             pool,
             written,
-        })
+        }
     }
 }
 
@@ -1575,18 +1585,24 @@ impl Figures<'_> {
         self.cache.aid.days(self, &known, days, read).await
     }
 
-    /// [`municipality_figures`], kept.
+    /// [`municipality_figures`]: from memory if the snapshot is of the page's moment, else
+    /// kept.
     pub async fn municipality_figures(
         &self,
         region: &str,
         days: &[Date],
     ) -> Result<MunicipalityFigures, sqlx::Error> {
+        let question = region.to_owned();
+        if let Some(held) = self.snapshot(days, None) {
+            let read = |missing: &[Date]| held.municipality_figures(region, missing);
+            return Ok(self.cache.municipalities.held(self, &question, days, read));
+        }
         let pool = self.pool;
         let read =
             |missing: Vec<Date>| async move { municipality_figures(pool, region, &missing).await };
         self.cache
             .municipalities
-            .days(self, &region.to_owned(), days, read)
+            .days(self, &question, days, read)
             .await
     }
 }

@@ -13,7 +13,8 @@ use opora_store::{CommandBus, EventLog, Vault};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::{CachingSessionStore, Expiry, SessionManagerLayer};
+use tower_sessions_moka_store::MokaStore;
 use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::auth::guard::{self, RouteRule, Routes, RuleTable};
@@ -30,6 +31,8 @@ pub struct AppConfig {
     pub https: bool,
     /// A session ends this long after login, however active.
     pub absolute_timeout: time::Duration,
+    /// And this long after its last request.
+    pub idle_timeout: time::Duration,
     /// Outgoing mail (weekly reminders).
     pub mail: crate::mail::Mailer,
     /// «Заступник»: a signal nobody has acknowledged this many seconds after it arrived is
@@ -47,6 +50,7 @@ impl Default for AppConfig {
             max_lag_seconds: DEFAULT_MAX_LAG.as_secs_f64(),
             https: false,
             absolute_timeout: auth::ABSOLUTE_TIMEOUT,
+            idle_timeout: auth::IDLE_TIMEOUT,
             mail: crate::mail::Mailer::default(),
             escalate_after_seconds: DEFAULT_ESCALATE_AFTER_SECONDS,
             settle_writes: None,
@@ -69,7 +73,16 @@ pub struct AppState {
     pub figures: Arc<opora_projections::vyzov::FigureCache>,
     /// «Заступник» dashboards already built (valid until its projections move).
     pub zastupnik: Arc<crate::pages::zastupnik_dash::DashCache>,
+    /// Regions' and municipalities' names (valid until the `reference` projection moves).
+    pub names: Arc<crate::pages::vyzov_dash::Names>,
+    /// «Вызов» pages of today already rendered (valid until its projections move).
+    pub vyzov_pages: Arc<crate::pages::vyzov_dash::BodyCache>,
+    /// Signed-in users loaded in the last second (see [`auth::Users`]).
+    pub signed_in: Arc<auth::Users>,
 }
+
+/// Sessions kept in memory at most (the least recently used leave first).
+const SESSIONS_KEPT: u64 = 10_000;
 
 pub struct Application;
 
@@ -92,6 +105,7 @@ impl Application {
     pub fn build(log: EventLog, vault: Vault, config: AppConfig) -> Router {
         let (router, rules) = Self::routes().into_parts();
         let https = config.https;
+        let idle_timeout = config.idle_timeout;
         let state = AppState {
             users: Arc::new(CommandBus::new(log.clone(), ())),
             persons: Arc::new(CommandBus::new(log.clone(), ())),
@@ -100,6 +114,11 @@ impl Application {
             figures: Arc::default(),
             zastupnik: Arc::new(opora_projections::kept::Kept::new(
                 crate::pages::zastupnik_dash::KEPT,
+            )),
+            names: Arc::default(),
+            signed_in: Arc::default(),
+            vyzov_pages: Arc::new(opora_projections::kept::Kept::new(
+                crate::pages::vyzov_dash::BODIES,
             )),
             vault,
             config: Arc::new(config),
@@ -110,14 +129,20 @@ impl Application {
             .with_schema_name("access")
             .and_then(|s| s.with_table_name("session"))
             .unwrap_or_else(|_| PostgresStore::new(state.log.pool().clone()));
+        // Each request reads its session from memory once it has been read or saved (the
+        // store still holds every change; only this server writes sessions).
+        let store = CachingSessionStore::new(MokaStore::new(Some(SESSIONS_KEPT)), store);
         let sessions = SessionManagerLayer::new(store)
             .with_name("opora_session")
             .with_secure(https)
             .with_same_site(SameSite::Lax)
             .with_http_only(true)
-            .with_expiry(Expiry::OnInactivity(auth::IDLE_TIMEOUT));
-        let auth_layer =
-            AuthManagerLayerBuilder::new(Backend::new(state.log.pool().clone()), sessions).build();
+            .with_expiry(Expiry::OnInactivity(idle_timeout));
+        let auth_layer = AuthManagerLayerBuilder::new(
+            Backend::new(state.log.pool().clone(), Arc::clone(&state.signed_in)),
+            sessions,
+        )
+        .build();
         // The ingestion API sits outside sessions, CSRF and the role guard: its callers are
         // backends identified by their integration key (crate::ingest).
         let mut app = crate::ingest::routes()
@@ -208,8 +233,15 @@ async fn settle_after_write(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let write = request.method() == axum::http::Method::POST;
+    let changes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
     let response = next.run(request).await;
     let Some(limit) = state.config.settle_writes else {
+        if changes {
+            state.signed_in.forget();
+        }
         return response;
     };
     // A redirect to the login (no session, or a form sent after it ended) wrote nothing.
@@ -224,6 +256,11 @@ async fn settle_after_write(
             Ok(false) => tracing::debug!("projections still behind after a write's redirect"),
             Err(error) => tracing::debug!(%error, "could not wait for the projections"),
         }
+    }
+    // Whatever it changed (an account blocked, a role, a password, sessions ended), the
+    // next request of every user loads them again, from projections that now have it.
+    if changes {
+        state.signed_in.forget();
     }
     response
 }

@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 use futures::TryStreamExt;
 use sqlx::{PgPool, Row};
 use time::{Date, OffsetDateTime};
+use uuid::Uuid;
 
 use super::{AidCounters, Counters, AID_METRICS, FIRST_KNOWN_MONTH, METRICS, N};
 
@@ -206,6 +207,52 @@ pub struct Snapshot {
     /// Aid's late cells (grain 5): region and form, effective day, recording day; latest
     /// recording first.
     aid_late: Vec<((String, String), Date, Date, AidCounters)>,
+    /// Region → its municipalities' figures as known now.
+    municipalities: HashMap<String, HashMap<Uuid, MunicipalityDays>>,
+}
+
+/// A day's change of one counter of a municipality: the day, the counter (or [`NONE`] for
+/// a day whose row changes nothing), the amount.
+type Change = (Date, u8, i32);
+
+/// The "counter" of a day whose row changes none (it still makes the municipality shown).
+const NONE: u8 = u8::MAX;
+
+/// One municipality as `municipality_month` and `municipality_fact` (grain 1) hold it: its
+/// running totals at the end of each month, and its days' changes, only the counters that
+/// change (two of seventeen on a typical day; a million days nationally).
+#[derive(Default)]
+struct MunicipalityDays {
+    /// Month numbers of its rows of `municipality_month`, in order, and their totals.
+    months: Vec<i32>,
+    totals: Vec<[i32; N]>,
+    /// Its days' changes, in order of day.
+    changes: Vec<Change>,
+}
+
+impl MunicipalityDays {
+    /// As [`super::municipality_figures`] for one day: the running totals of the month
+    /// before `day`'s (the horizon's month for a later day), plus the days of `day`'s month
+    /// up to it; `None` if it has neither.
+    fn on(&self, day: Date, horizon: Option<Date>) -> Option<Counters> {
+        let before = month_number(day) - 1;
+        let month = horizon.map_or(before, |h| before.min(month_number(h)));
+        let row = self.months.binary_search(&month).ok();
+        let first = self
+            .changes
+            .partition_point(|(d, _, _)| *d < super::month_start(day));
+        let last = self.changes.partition_point(|(d, _, _)| *d <= day);
+        if row.is_none() && first == last {
+            return None;
+        }
+        let mut out = row.map_or([0; N], |i| self.totals[i].map(i64::from));
+        for (_, metric, amount) in &self.changes[first..last] {
+            if let Some(slot) = out.get_mut(usize::from(*metric)) {
+                *slot += i64::from(*amount);
+            }
+        }
+        Some(out)
+    }
 }
 
 /// One region's rows of `region_day`, in order of day.
@@ -233,6 +280,90 @@ fn amounts(row: &sqlx::postgres::PgRow, first: usize) -> Result<[i32; N], sqlx::
     Ok(amounts)
 }
 
+/// Every municipality's months and days (see [`MunicipalityDays`]), read in `tx`.
+async fn municipalities(
+    tx: &mut sqlx::PgConnection,
+) -> Result<HashMap<String, HashMap<Uuid, MunicipalityDays>>, sqlx::Error> {
+    let mut out: HashMap<String, HashMap<Uuid, MunicipalityDays>> = HashMap::new();
+    let columns = METRICS.join(", ");
+    // Each municipality's vectors allocated once, to size: its months, and its changes
+    // (a day changing nothing still takes one).
+    let changed = METRICS
+        .iter()
+        .map(|m| format!("({m} <> 0)::int"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let sizes: Vec<(String, Uuid, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT region_code, municipality, sum(months)::bigint, sum(changes)::bigint FROM ( \
+           SELECT region_code, municipality, count(*) AS months, 0 AS changes \
+             FROM vyzov.municipality_month GROUP BY 1, 2 \
+           UNION ALL \
+           SELECT region_code, municipality, 0, sum(greatest(1, {changed})) \
+             FROM vyzov.municipality_fact WHERE grain = 1 GROUP BY 1, 2) AS n GROUP BY 1, 2"
+    ))
+    .fetch_all(&mut *tx)
+    .await?;
+    for (region, id, months, changes) in sizes {
+        let (months, changes) = (
+            usize::try_from(months).unwrap_or(0),
+            usize::try_from(changes).unwrap_or(0),
+        );
+        let m = municipality(&mut out, &region, id);
+        m.months.reserve_exact(months);
+        m.totals.reserve_exact(months);
+        m.changes.reserve_exact(changes);
+    }
+    {
+        let sql = format!(
+            "SELECT region_code, municipality, month, {columns} FROM vyzov.municipality_month \
+              ORDER BY region_code, municipality, month"
+        );
+        let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
+            let region: &str = row.try_get(0)?;
+            let id: Uuid = row.try_get(1)?;
+            let month: Date = row.try_get(2)?;
+            let m = municipality(&mut out, region, id);
+            m.months.push(month_number(month));
+            m.totals.push(amounts(&row, 3)?);
+        }
+    }
+    let sql = format!(
+        "SELECT region_code, municipality, eff, {columns} FROM vyzov.municipality_fact \
+          WHERE grain = 1 ORDER BY region_code, municipality, eff"
+    );
+    let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+    while let Some(row) = rows.try_next().await? {
+        let region: &str = row.try_get(0)?;
+        let id: Uuid = row.try_get(1)?;
+        let eff: Date = row.try_get(2)?;
+        let amounts = amounts(&row, 3)?;
+        let m = municipality(&mut out, region, id);
+        let before = m.changes.len();
+        for (metric, amount) in amounts.iter().enumerate() {
+            if *amount != 0 {
+                m.changes.push((eff, metric as u8, *amount));
+            }
+        }
+        if m.changes.len() == before {
+            m.changes.push((eff, NONE, 0));
+        }
+    }
+    Ok(out)
+}
+
+/// `region`'s municipality `id` in `out`, added if new.
+fn municipality<'a>(
+    out: &'a mut HashMap<String, HashMap<Uuid, MunicipalityDays>>,
+    region: &str,
+    id: Uuid,
+) -> &'a mut MunicipalityDays {
+    out.entry(region.to_owned())
+        .or_default()
+        .entry(id)
+        .or_default()
+}
+
 impl Snapshot {
     /// Reads the late facts and `vyzov.written` in one repeatable-read transaction, so the
     /// snapshot is exactly the projection at that `written`. Cells recorded on or before
@@ -247,7 +378,8 @@ impl Snapshot {
         // has yet to read and waiting on it in turn.
         sqlx::query(
             "LOCK TABLE vyzov.written, vyzov.horizon, vyzov.region_day, vyzov.region_known, \
-                        vyzov.aid_now, vyzov.aid_known IN ACCESS SHARE MODE",
+                        vyzov.aid_now, vyzov.aid_known, vyzov.municipality_month, \
+                        vyzov.municipality_fact IN ACCESS SHARE MODE",
         )
         .execute(&mut *tx)
         .await?;
@@ -360,6 +492,7 @@ impl Snapshot {
                 amounts,
             ));
         }
+        let municipalities = municipalities(&mut tx).await?;
         tx.commit().await?;
         aid_late.sort_by_key(|(_, _, rec, _)| std::cmp::Reverse(*rec));
         // Sorting some 470,000 cells: off the workers that answer pages.
@@ -370,6 +503,7 @@ impl Snapshot {
         snapshot.days = days;
         snapshot.aid = aid;
         snapshot.aid_late = aid_late;
+        snapshot.municipalities = municipalities;
         Ok(snapshot)
     }
 
@@ -384,6 +518,7 @@ impl Snapshot {
             days: HashMap::new(),
             aid: HashMap::new(),
             aid_late: Vec::new(),
+            municipalities: HashMap::new(),
             regions: cells
                 .into_iter()
                 .map(|(code, cells)| (code, RegionLate::new(cells)))
@@ -459,6 +594,24 @@ impl Snapshot {
             }
         }
         out
+    }
+
+    /// As [`super::municipality_figures`]: each of `days`' counters per municipality of
+    /// `region`, as known now (municipalities absent on a day have no figures then).
+    pub fn municipality_figures(
+        &self,
+        region: &str,
+        days: &[Date],
+    ) -> Vec<HashMap<Uuid, Counters>> {
+        let held = self.municipalities.get(region);
+        days.iter()
+            .map(|day| {
+                held.into_iter()
+                    .flatten()
+                    .filter_map(|(id, m)| Some((*id, m.on(*day, self.horizon)?)))
+                    .collect()
+            })
+            .collect()
     }
 
     /// `now` (each of `days` as known now, per region) as known on `known`: the late facts

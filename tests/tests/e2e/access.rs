@@ -838,16 +838,26 @@ async fn erasing_a_person_leaves_no_personal_data_in_a_dump_and_keeps_the_counts
 
 #[tokio::test]
 async fn idle_sessions_expire_and_failures_from_one_address_are_throttled_too() {
-    let test = TestApp::with_demo().await;
+    // Idle for longer than the idle timeout (30 minutes by default; 2 s here): neither
+    // the store nor the server's memory of sessions has it any more.
+    let test = TestApp::with_demo_config(opora_web::AppConfig {
+        idle_timeout: time::Duration::seconds(2),
+        ..opora_web::AppConfig::default()
+    })
+    .await;
     let mut client = test.client();
     client.login("analyst").await;
     assert_eq!(client.get("/profil").await.status, StatusCode::OK);
-    // Thirty idle minutes later the store no longer has the session.
-    sqlx::query("UPDATE access.session SET expiry_date = now() - interval '1 second'")
-        .execute(&test.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(client.get("/profil").await.status, StatusCode::SEE_OTHER);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let idle = client.get("/profil").await;
+    assert_eq!(idle.status, StatusCode::SEE_OTHER, "ended after being idle");
+    assert!(idle.location().starts_with("/vhod?next="));
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM access.session WHERE expiry_date > now()")
+            .fetch_one(&test.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 0, "no live session in the store");
     // Many logins tried from one address: that address is stopped, whatever the login.
     for i in 0..opora_web::auth::MAX_FAILURES_PER_ADDRESS {
         opora_web::auth::record_attempt(
@@ -953,6 +963,30 @@ async fn a_disabled_user_is_signed_out_and_cannot_sign_in_but_keeps_its_history(
         .await;
     assert_eq!(broken.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(broken.body.contains("Запрос не понят"), "{}", broken.body);
+}
+
+#[tokio::test]
+async fn a_sign_out_everywhere_made_by_another_process_ends_the_session_within_a_second() {
+    let test = TestApp::with_demo().await;
+    let mut client = test.client();
+    client.login("analyst").await;
+    assert_eq!(client.get("/profil").await.status, StatusCode::OK);
+    // Another process (the command line, another server) ends the analyst's sessions,
+    // straight in the store: the server sees it once the user it holds is a second old.
+    let id = opora_domain::access::Login::parse("analyst")
+        .unwrap()
+        .user_id();
+    sqlx::query(
+        "UPDATE access.credential SET session_epoch = session_epoch + 1 WHERE user_id = $1",
+    )
+    .bind(id)
+    .execute(&test.db.pool)
+    .await
+    .unwrap();
+    tokio::time::sleep(opora_web::auth::USER_KEPT + std::time::Duration::from_millis(200)).await;
+    let after = client.get("/profil").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "signed out");
+    assert!(after.location().starts_with("/vhod?next="));
 }
 
 #[tokio::test]

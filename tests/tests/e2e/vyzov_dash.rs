@@ -161,10 +161,19 @@ async fn the_dashboard_shows_the_projection_exports_it_and_keeps_to_scope() {
     let region = analyst.get("/monitoring/vyzov/22").await;
     assert_eq!(region.status, StatusCode::OK);
     assert!(region.body.contains("Итого по региону"));
+    // Today's page is kept rendered, per scope: the federal analyst's page first, then a
+    // curator's, who sees only their region.
+    let everything = analyst.get("/monitoring/vyzov").await;
+    assert!(everything.body.contains("Красноярский край"));
     let mut curator = signed_in(&test, "curator22").await;
     let own = curator.get("/monitoring/vyzov").await;
     assert!(own.body.contains("Алтайский край"));
     assert!(!own.body.contains("Красноярский край"));
+    assert!(
+        !own.body.contains("Аналитик министерства (демо)"),
+        "no other viewer's chrome"
+    );
+    assert_eq!(analyst.get("/monitoring/vyzov").await.body, everything.body);
     assert_eq!(
         curator.get("/monitoring/vyzov/24").await.status,
         StatusCode::NOT_FOUND
@@ -241,6 +250,8 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     let stale_page = cache.at(pool).await.unwrap();
 
     let mut curator = signed_in(&test, "curator22").await;
+    let today_before = curator.get("/monitoring/vyzov/22").await;
+    assert_eq!(today_before.status, StatusCode::OK);
     let done = record(
         &mut curator,
         &format!("/vyzov/dela/{case}"),
@@ -253,6 +264,12 @@ async fn a_late_entry_counts_from_its_day_and_only_as_known_from_its_recording()
     .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     test.project().await;
+    // Today's page, kept rendered, is not kept past the write.
+    let today_after = curator.get("/monitoring/vyzov/22").await;
+    assert_ne!(
+        today_after.body, today_before.body,
+        "today's page after the exit"
+    );
 
     let now = vyzov::region_figures(pool, &days, None).await.unwrap();
     assert_ne!(now, was);
@@ -713,6 +730,27 @@ async fn projected(
                 "{region} from memory, known on {known:?}"
             );
         }
+    }
+    // The municipalities (as known now) from memory too: the same as the tables', in every
+    // region that has any.
+    let with_municipalities: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT region_code FROM vyzov.municipality_month ORDER BY 1")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(
+        !with_municipalities.is_empty(),
+        "the history has municipalities"
+    );
+    for region in &with_municipalities {
+        let memory: Vec<_> = (kept.municipality_figures(region, &days).await.unwrap())
+            .iter()
+            .map(|m| (**m).clone())
+            .collect();
+        let tables = vyzov::municipality_figures(pool, region, &days)
+            .await
+            .unwrap();
+        assert_eq!(memory, tables, "{region}'s municipalities from memory");
     }
     let mut out = std::collections::BTreeMap::new();
     let regions: std::collections::BTreeSet<&String> = f.iter().flat_map(|m| m.keys()).collect();

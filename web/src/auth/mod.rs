@@ -19,7 +19,8 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-/// A session ends this long after the last request.
+/// A session ends this long after the last request (the default of
+/// `AppConfig::idle_timeout`).
 pub const IDLE_TIMEOUT: time::Duration = time::Duration::minutes(30);
 /// And at the latest this long after login, however active (the default of
 /// `AppConfig::absolute_timeout`).
@@ -94,11 +95,77 @@ pub enum AuthError {
 #[derive(Clone)]
 pub struct Backend {
     pool: PgPool,
+    users: std::sync::Arc<Users>,
+}
+
+/// How long a user loaded for a request may serve the next requests (axum-login loads the
+/// user on every request, to check the session's auth hash against theirs).
+pub const USER_KEPT: Duration = Duration::from_secs(1);
+
+/// Users loaded in the last [`USER_KEPT`]. Every change this server makes to an account
+/// (a form or a JSON call that writes: blocking, roles, a password, signing out everywhere)
+/// forgets them all once the projections have it ([`Users::forget`]); a change made by
+/// another process (the command line) is seen within [`USER_KEPT`].
+#[derive(Default)]
+pub struct Users {
+    held: std::sync::Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Bumped by every [`Users::forget`]: a load that began before it is not kept.
+    generation: u64,
+    users: std::collections::HashMap<Uuid, (std::time::Instant, Option<SessionUser>)>,
+}
+
+/// Users kept at most (full, everything is forgotten).
+const USERS_KEPT: usize = 10_000;
+
+impl Users {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user loaded less than [`USER_KEPT`] ago, and the generation to keep a new load
+    /// under.
+    fn get(&self, id: Uuid) -> (Option<Option<SessionUser>>, u64) {
+        let held = self.lock();
+        let fresh = held
+            .users
+            .get(&id)
+            .filter(|(at, _)| at.elapsed() < USER_KEPT)
+            .map(|(_, user)| user.clone());
+        (fresh, held.generation)
+    }
+
+    fn put(
+        &self,
+        id: Uuid,
+        generation: u64,
+        loaded_at: std::time::Instant,
+        user: Option<SessionUser>,
+    ) {
+        let mut held = self.lock();
+        if held.generation != generation {
+            return;
+        }
+        if held.users.len() >= USERS_KEPT {
+            held.users.clear();
+        }
+        held.users.insert(id, (loaded_at, user));
+    }
+
+    /// Forgets every user: the next request of each loads them again.
+    pub fn forget(&self) {
+        let mut held = self.lock();
+        held.generation += 1;
+        held.users.clear();
+    }
 }
 
 impl Backend {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, users: std::sync::Arc<Users>) -> Self {
+        Self { pool, users }
     }
 
     async fn load(&self, id: Uuid) -> Result<Option<(SessionUser, String)>, AuthError> {
@@ -192,7 +259,14 @@ impl AuthnBackend for Backend {
     }
 
     async fn get_user(&self, id: &Uuid) -> Result<Option<SessionUser>, AuthError> {
-        Ok(self.load(*id).await?.map(|(user, _)| user))
+        let (kept, generation) = self.users.get(*id);
+        if let Some(user) = kept {
+            return Ok(user);
+        }
+        let loaded_at = std::time::Instant::now();
+        let user = self.load(*id).await?.map(|(user, _)| user);
+        self.users.put(*id, generation, loaded_at, user.clone());
+        Ok(user)
     }
 }
 

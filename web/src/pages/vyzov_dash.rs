@@ -21,9 +21,9 @@ use fluent_templates::fluent_bundle::FluentValue;
 use opora_domain::access::Role;
 use opora_domain::aid::AidForm;
 use opora_domain::{format_date, parse_date};
+use opora_projections::kept::Kept;
 use opora_projections::vyzov::{self as counters, Counters};
 use serde::Deserialize;
-use sqlx::Row;
 use time::macros::date;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -32,7 +32,7 @@ use crate::auth::guard::{Routes, Rule, Viewer};
 use crate::chrome::Chrome;
 use crate::error::{AppError, AppResult};
 use crate::export;
-use crate::i18n::{today_in, Tr};
+use crate::i18n::{today_in, Lang, Tr};
 use crate::pages::Refusal;
 use crate::AppState;
 
@@ -273,30 +273,106 @@ pub struct Dashboard {
     pub municipalities_now: bool,
 }
 
-struct RegionName {
-    code: String,
-    name: String,
-    time_zone: String,
+/// A region as the dashboards name it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RegionName {
+    pub code: String,
+    pub name: String,
+    pub time_zone: String,
 }
 
-async fn regions_in(state: &AppState, scope: &DashScope) -> AppResult<Vec<RegionName>> {
-    let rows = sqlx::query(
-        "SELECT code, name, time_zone FROM reference.region WHERE ($1 OR code = ANY($2)) \
-          ORDER BY name",
-    )
-    .bind(scope.all)
-    .bind(&scope.regions)
-    .fetch_all(state.log.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RegionName {
-                code: r.try_get("code")?,
-                name: r.try_get("name")?,
-                time_zone: r.try_get("time_zone")?,
-            })
+/// Names kept while the `reference` projection has not moved: every region by name, and
+/// each region's municipalities by name.
+pub struct Names {
+    regions: Kept<Option<OffsetDateTime>, (), Vec<RegionName>>,
+    municipalities: Kept<Option<OffsetDateTime>, String, Vec<(Uuid, String)>>,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            regions: Kept::new(1),
+            municipalities: Kept::new(128),
+        }
+    }
+}
+
+/// Every region by name, as of the `reference` checkpoint `reference` (kept).
+pub async fn region_names(
+    state: &AppState,
+    reference: Option<OffsetDateTime>,
+) -> AppResult<Arc<Vec<RegionName>>> {
+    if let Some(regions) = state.names.regions.get(&reference, &()) {
+        return Ok(regions);
+    }
+    let regions: Vec<RegionName> =
+        sqlx::query_as("SELECT code, name, time_zone FROM reference.region ORDER BY name")
+            .fetch_all(state.log.pool())
+            .await?;
+    Ok(state.names.regions.put(&reference, (), regions))
+}
+
+/// The moment a page shows: `vyzov.written` and the `reference` projection's checkpoint,
+/// read in one statement, and the regions as of the latter.
+pub struct Moment {
+    written: Option<OffsetDateTime>,
+    reference: Option<OffsetDateTime>,
+    regions: Arc<Vec<RegionName>>,
+}
+
+impl Moment {
+    pub async fn read(state: &AppState) -> AppResult<Moment> {
+        let pool = state.log.pool();
+        let (written, reference): (Option<OffsetDateTime>, Option<OffsetDateTime>) =
+            sqlx::query_as(
+                "SELECT (SELECT at FROM vyzov.written), (SELECT updated_at \
+                   FROM public.projection_checkpoint WHERE name = 'reference')",
+            )
+            .fetch_one(pool)
+            .await?;
+        let regions = region_names(state, reference).await?;
+        Ok(Moment {
+            written,
+            reference,
+            regions,
         })
-        .collect()
+    }
+
+    /// `region`'s municipalities by name (id, name), as of the moment's `reference`.
+    async fn municipalities(
+        &self,
+        state: &AppState,
+        region: &str,
+    ) -> AppResult<Arc<Vec<(Uuid, String)>>> {
+        let key = region.to_owned();
+        if let Some(names) = state.names.municipalities.get(&self.reference, &key) {
+            return Ok(names);
+        }
+        let names: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, name FROM reference.municipality WHERE region_code = $1 ORDER BY name",
+        )
+        .bind(region)
+        .fetch_all(state.log.pool())
+        .await?;
+        Ok(state.names.municipalities.put(&self.reference, key, names))
+    }
+
+    /// The regions in `scope`, by name.
+    fn regions_in(&self, scope: &DashScope) -> Vec<&RegionName> {
+        self.regions
+            .iter()
+            .filter(|r| scope.sees(&r.code))
+            .collect()
+    }
+
+    /// Today's date on the page: the region's own on a region's page (facts are dated in
+    /// their region's zone), Moscow's on the federal one.
+    fn today(&self, region: Option<&str>) -> Date {
+        let zone = region
+            .and_then(|code| self.regions.iter().find(|r| r.code == code))
+            .map_or(ZONE, |r| r.time_zone.as_str());
+        today_in(zone)
+    }
 }
 
 fn pick(figures: &[Arc<HashMap<String, Counters>>], i: usize, key: &str) -> Counters {
@@ -315,29 +391,25 @@ pub async fn dashboard(
     tr: Tr,
     region: Option<&str>,
     query: &DashQuery,
+    moment: &Moment,
 ) -> AppResult<Result<Dashboard, Refusal>> {
     let scope = DashScope::of(viewer);
     if region.is_some_and(|r| !scope.sees(r)) {
         return Err(AppError::NotFound);
     }
-    let regions = regions_in(state, &scope).await?;
-    // "Today" is the region's date on a region's page (facts are dated in their region's
-    // zone), Moscow's on the federal one.
-    let zone = region
-        .and_then(|code| regions.iter().find(|r| r.code == code))
-        .map_or(ZONE, |r| r.time_zone.as_str());
-    let window = match window(tr, query, today_in(zone)) {
+    let regions = moment.regions_in(&scope);
+    let window = match window(tr, query, moment.today(region)) {
         Ok(w) => w,
         Err(refusal) => return Ok(Err(refusal)),
     };
     let pool = state.log.pool();
     let days = window.days();
-    let kept = state.figures.at(pool).await?;
+    let kept = state.figures.as_of(pool, moment.written);
     let figures = kept.region_figures(&days, window.known, region).await?;
     let aid = kept.aid_figures(&[days[2], days[3]], window.known).await?;
     let in_view: Vec<&RegionName> = match region {
-        Some(code) => regions.iter().filter(|r| r.code == code).collect(),
-        None => regions.iter().collect(),
+        Some(code) => regions.iter().copied().filter(|r| r.code == code).collect(),
+        None => regions,
     };
     let Some(first) = in_view.first() else {
         return Err(AppError::NotFound);
@@ -426,29 +498,23 @@ pub async fn dashboard(
                 ..region_line(first)
             };
             let munis = kept.municipality_figures(code, &days[..4]).await?;
-            let names = sqlx::query(
-                "SELECT id, name FROM reference.municipality WHERE region_code = $1 ORDER BY name",
-            )
-            .bind(code)
-            .fetch_all(pool)
-            .await?;
+            let names = moment.municipalities(state, code).await?;
             let zero = [0; counters::N];
             let at = |i: usize, id: &Uuid| munis.get(i).and_then(|m| m.get(id)).copied();
             let mut rows = Vec::new();
-            for row in &names {
-                let id: Uuid = row.try_get("id")?;
-                if (0..4).all(|i| at(i, &id).is_none()) {
+            for (id, name) in names.iter() {
+                if (0..4).all(|i| at(i, id).is_none()) {
                     continue;
                 }
                 rows.push(Line {
                     code: id.to_string(),
-                    name: row.try_get("name")?,
+                    name: name.clone(),
                     pilot: false,
                     total: false,
-                    at: at(0, &id).unwrap_or(zero),
-                    baseline: at(1, &id).unwrap_or(zero),
-                    before: at(2, &id).unwrap_or(zero),
-                    end: at(3, &id).unwrap_or(zero),
+                    at: at(0, id).unwrap_or(zero),
+                    baseline: at(1, id).unwrap_or(zero),
+                    before: at(2, id).unwrap_or(zero),
+                    end: at(3, id).unwrap_or(zero),
                 });
             }
             trend = quarter_days
@@ -938,10 +1004,16 @@ fn nice_step(max: i64) -> i64 {
 // ---------------------------------------------------------------------------------------
 // Handlers
 
-#[derive(Template, WebTemplate)]
-#[template(path = "monitoring/vyzov.html")]
-struct DashPage {
-    c: Chrome,
+/// The page's words (the body is the same for every viewer: no chrome in it).
+struct Words {
+    tr: Tr,
+}
+
+/// Everything under the page's header: the dates, the tables and the chart.
+#[derive(Template)]
+#[template(path = "monitoring/vyzov_body.html")]
+struct DashBody {
+    c: Words,
     title: String,
     region: Option<String>,
     error: Option<String>,
@@ -949,15 +1021,51 @@ struct DashPage {
     known: String,
     from: String,
     to: String,
-    at_text: String,
     known_text: Option<String>,
     query: String,
     base: String,
     tables: Vec<Table>,
     chart: String,
     municipalities_now: bool,
-    print: bool,
-    printed: String,
+}
+
+/// A page's body, rendered (askama escaped every value in it).
+pub struct Body {
+    title: String,
+    html: String,
+}
+
+/// Today's pages (no date asked) already rendered: the same for every viewer of the same
+/// regions and language, kept until `vyzov.written` or the `reference` checkpoint moves.
+pub type BodyCache = Kept<(Option<OffsetDateTime>, Option<OffsetDateTime>), BodyKey, Body>;
+
+/// What today's body depends on besides the projections.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct BodyKey {
+    lang: Lang,
+    region: Option<String>,
+    /// The regions in the viewer's scope (`None`: all).
+    regions: Option<Vec<String>>,
+    today: Date,
+}
+
+/// Today's bodies kept at most (one per region and language, for each scope).
+pub const BODIES: usize = 512;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "monitoring/vyzov.html")]
+struct DashPage {
+    c: Chrome,
+    body: Arc<Body>,
+}
+
+impl DashQuery {
+    /// No date asked: today's page.
+    fn today(&self) -> bool {
+        [&self.na, &self.izvestno, &self.s, &self.po]
+            .iter()
+            .all(|v| v.as_deref().is_none_or(|v| v.trim().is_empty()))
+    }
 }
 
 async fn render(
@@ -968,16 +1076,36 @@ async fn render(
     query: DashQuery,
 ) -> AppResult<Response> {
     let tr = c.tr;
-    let (dash, error) = match dashboard(&state, &viewer, tr, region.as_deref(), &query).await? {
-        Ok(dash) => (dash, None),
-        Err(refusal) => {
-            let defaults = DashQuery::default();
-            match dashboard(&state, &viewer, tr, region.as_deref(), &defaults).await? {
-                Ok(dash) => (dash, Some(refusal.message)),
-                Err(again) => return Err(AppError::Unexpected(anyhow::anyhow!(again.message))),
+    let moment = Moment::read(&state).await?;
+    let print = query.pechat.is_some();
+    let scope = DashScope::of(&viewer);
+    let key =
+        (!print && query.today() && region.as_deref().is_none_or(|r| scope.sees(r))).then(|| {
+            BodyKey {
+                lang: tr.lang,
+                region: region.clone(),
+                regions: (!scope.all).then(|| scope.regions.clone()),
+                today: moment.today(region.as_deref()),
             }
-        }
-    };
+        });
+    let version = (moment.written, moment.reference);
+    if let Some(body) = key
+        .as_ref()
+        .and_then(|k| state.vyzov_pages.get(&version, k))
+    {
+        return Ok(DashPage { c, body }.into_response());
+    }
+    let (dash, error) =
+        match dashboard(&state, &viewer, tr, region.as_deref(), &query, &moment).await? {
+            Ok(dash) => (dash, None),
+            Err(refusal) => {
+                let defaults = DashQuery::default();
+                match dashboard(&state, &viewer, tr, region.as_deref(), &defaults, &moment).await? {
+                    Ok(dash) => (dash, Some(refusal.message)),
+                    Err(again) => return Err(AppError::Unexpected(anyhow::anyhow!(again.message))),
+                }
+            }
+        };
     let base = match &dash.region {
         Some(code) => format!("/monitoring/vyzov/{code}"),
         None => "/monitoring/vyzov".to_owned(),
@@ -987,7 +1115,8 @@ async fn render(
         .filter_map(|key| dash.table(tr, key, Style::Page))
         .collect();
     let w = dash.window;
-    let page = DashPage {
+    let body = DashBody {
+        c: Words { tr },
         title: dash.title.clone(),
         region: dash.region.clone(),
         error,
@@ -995,28 +1124,42 @@ async fn render(
         known: w.known.map(|k| k.to_string()).unwrap_or_default(),
         from: w.from.to_string(),
         to: w.to.to_string(),
-        at_text: format_date(w.at),
         known_text: w.known.map(format_date),
         query: w.query(),
         base,
         chart: trend_svg(tr, &dash),
         tables,
         municipalities_now: dash.municipalities_now,
-        print: query.pechat.is_some(),
-        printed: crate::i18n::local_time(&OffsetDateTime::now_utc(), ZONE),
-        c,
     };
-    Ok(if page.print {
-        DashPrint { p: page }.into_response()
-    } else {
-        page.into_response()
-    })
+    if print {
+        return Ok(DashPrint {
+            at_text: format_date(w.at),
+            printed: crate::i18n::local_time(&OffsetDateTime::now_utc(), ZONE),
+            b: body,
+            c,
+        }
+        .into_response());
+    }
+    let rendered = Body {
+        title: body.title.clone(),
+        html: body
+            .render()
+            .map_err(|e| AppError::Unexpected(anyhow::anyhow!("rendering the dashboard: {e}")))?,
+    };
+    let body = match key {
+        Some(key) => state.vyzov_pages.put(&version, key, rendered),
+        None => Arc::new(rendered),
+    };
+    Ok(DashPage { c, body }.into_response())
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "monitoring/vyzov_print.html")]
 struct DashPrint {
-    p: DashPage,
+    c: Chrome,
+    b: DashBody,
+    at_text: String,
+    printed: String,
 }
 
 async fn federal_page(
@@ -1046,7 +1189,8 @@ async fn export_table(
     query: DashQuery,
 ) -> AppResult<Response> {
     let tr = c.tr;
-    let dash = match dashboard(&state, &viewer, tr, region.as_deref(), &query).await? {
+    let moment = Moment::read(&state).await?;
+    let dash = match dashboard(&state, &viewer, tr, region.as_deref(), &query, &moment).await? {
         Ok(dash) => dash,
         Err(refusal) => return Ok(crate::api::refused(refusal)),
     };

@@ -43,6 +43,7 @@ use crate::error::{AppError, AppResult};
 use crate::export;
 use crate::i18n::{local_time, today_in, Lang, Tr};
 use crate::pages::signal_kpi::{duration_text, percent_text};
+use crate::pages::vyzov_dash::RegionName;
 use crate::pages::weekly::{chart, thousands, Chart, TrendPoint, WeeklyScope};
 use crate::pages::Refusal;
 use crate::AppState;
@@ -300,30 +301,18 @@ fn columns(tr: Tr, keys: &[(&str, bool)]) -> Vec<Column> {
 // ---------------------------------------------------------------------------------------
 // The figures
 
-struct RegionRow {
-    code: String,
-    name: String,
-    time_zone: String,
-}
-
-async fn regions_in(state: &AppState, scope: &WeeklyScope) -> AppResult<Vec<RegionRow>> {
-    let rows = sqlx::query(
-        "SELECT code, name, time_zone FROM reference.region WHERE $1 OR code = ANY($2) \
-          ORDER BY name",
-    )
-    .bind(scope.all)
-    .bind(&scope.regions)
-    .fetch_all(state.log.pool())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RegionRow {
-                code: r.try_get("code")?,
-                name: r.try_get("name")?,
-                time_zone: r.try_get("time_zone")?,
-            })
-        })
-        .collect()
+/// The regions in `scope`, by name, as of the `reference` checkpoint `reference`.
+async fn regions_in(
+    state: &AppState,
+    scope: &WeeklyScope,
+    reference: Option<OffsetDateTime>,
+) -> AppResult<Vec<RegionName>> {
+    Ok(crate::pages::vyzov_dash::region_names(state, reference)
+        .await?
+        .iter()
+        .filter(|r| scope.sees_region(&r.code))
+        .cloned()
+        .collect())
 }
 
 /// Municipalities per region (the number expected to file each week).
@@ -541,8 +530,14 @@ fn notes(tr: Tr, d: &Dates, drills: i64) -> Vec<String> {
 }
 
 /// The federal view: one row per region in scope.
-async fn federal(state: &AppState, tr: Tr, scope: &WeeklyScope, d: &Dates) -> AppResult<Dashboard> {
-    let regions = regions_in(state, scope).await?;
+async fn federal(
+    state: &AppState,
+    tr: Tr,
+    scope: &WeeklyScope,
+    d: &Dates,
+    reference: Option<OffsetDateTime>,
+) -> AppResult<Dashboard> {
+    let regions = regions_in(state, scope, reference).await?;
     let codes: Vec<String> = regions.iter().map(|r| r.code.clone()).collect();
     let pool = state.log.pool();
     let weeks = figures::region_weeks(pool, &codes, d.friday, d.known).await?;
@@ -707,7 +702,12 @@ fn capitalised(label: &str) -> String {
 }
 
 /// A region's view: one row per municipality, the signals by kind.
-async fn regional(state: &AppState, tr: Tr, region: &RegionRow, d: &Dates) -> AppResult<Dashboard> {
+async fn regional(
+    state: &AppState,
+    tr: Tr,
+    region: &RegionName,
+    d: &Dates,
+) -> AppResult<Dashboard> {
     let pool = state.log.pool();
     let municipalities = figures::municipality_weeks(pool, &region.code, d.friday, d.known).await?;
     let codes = vec![region.code.clone()];
@@ -828,7 +828,15 @@ async fn regional(state: &AppState, tr: Tr, region: &RegionRow, d: &Dates) -> Ap
 /// Dashboards already built, kept while the projections they read (`zastupnik`, and
 /// `reference` for the regions and municipalities) have not moved: a page asked again costs
 /// one read of their checkpoints.
-pub type DashCache = Kept<Vec<Option<OffsetDateTime>>, DashKey, Dashboard>;
+pub type DashCache = Kept<Version, DashKey, Dashboard>;
+
+/// The checkpoints of `zastupnik` and `reference`, in that order.
+pub type Version = Vec<Option<OffsetDateTime>>;
+
+/// What a page is of: the checkpoints, one read.
+async fn version(state: &AppState) -> AppResult<Version> {
+    Ok(opora_projections::kept::checkpoints(state.log.pool(), &["zastupnik", "reference"]).await?)
+}
 
 /// What a dashboard depends on besides the projections.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -849,26 +857,25 @@ pub const KEPT: usize = 1_024;
 async fn dashboard(
     state: &AppState,
     tr: Tr,
-    region: Option<&RegionRow>,
+    region: Option<&RegionName>,
     scope: &WeeklyScope,
     d: &Dates,
+    version: &Version,
 ) -> AppResult<Arc<Dashboard>> {
-    let version =
-        opora_projections::kept::checkpoints(state.log.pool(), &["zastupnik", "reference"]).await?;
     let key = DashKey {
         lang: tr.lang,
         region: region.map(|r| (r.code.clone(), r.name.clone())),
         regions: (!scope.all).then(|| scope.regions.clone()),
         dates: *d,
     };
-    if let Some(kept) = state.zastupnik.get(&version, &key) {
+    if let Some(kept) = state.zastupnik.get(version, &key) {
         return Ok(kept);
     }
     let built = match region {
         Some(region) => regional(state, tr, region, d).await?,
-        None => federal(state, tr, scope, d).await?,
+        None => federal(state, tr, scope, d, version.get(1).copied().flatten()).await?,
     };
-    Ok(state.zastupnik.put(&version, key, built))
+    Ok(state.zastupnik.put(version, key, built))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -922,9 +929,10 @@ async fn respond(
     state: &AppState,
     c: Chrome,
     query: DashQuery,
-    region: Option<&RegionRow>,
+    region: Option<&RegionName>,
     scope: &WeeklyScope,
     problem: Option<String>,
+    version: &Version,
 ) -> AppResult<Response> {
     let tr = c.tr;
     let today = today_in(region.map_or(MOSCOW, |r| r.time_zone.as_str()));
@@ -933,7 +941,7 @@ async fn respond(
         code: "zd-bad-file".to_owned(),
         message,
     }));
-    let dashboard = dashboard(state, tr, region, scope, &d).await?;
+    let dashboard = dashboard(state, tr, region, scope, &d, version).await?;
     let action = match region {
         Some(r) => format!("/monitoring/zastupnik/{}", r.code),
         None => "/monitoring/zastupnik".to_owned(),
@@ -994,8 +1002,9 @@ async fn download(
     c: Chrome,
     viewer: &Viewer,
     query: DashQuery,
-    region: Option<&RegionRow>,
+    region: Option<&RegionName>,
     scope: &WeeklyScope,
+    version: &Version,
 ) -> AppResult<Response> {
     let tr = c.tr;
     let today = today_in(region.map_or(MOSCOW, |r| r.time_zone.as_str()));
@@ -1010,9 +1019,9 @@ async fn download(
     };
     let d = match dates(tr, &query, today) {
         Ok(d) if problem.is_none() => d,
-        _ => return respond(state, c, query, region, scope, problem).await,
+        _ => return respond(state, c, query, region, scope, problem, version).await,
     };
-    let dashboard = dashboard(state, tr, region, scope, &d).await?;
+    let dashboard = dashboard(state, tr, region, scope, &d, version).await?;
     let Some(table) = dashboard.tables.iter().find(|t| t.id == wanted) else {
         return Err(AppError::NotFound);
     };
@@ -1089,7 +1098,8 @@ async fn federal_page(
     Query(query): Query<DashQuery>,
 ) -> AppResult<Response> {
     let scope = WeeklyScope::of(&viewer);
-    respond(&state, c, query, None, &scope, None).await
+    let version = version(&state).await?;
+    respond(&state, c, query, None, &scope, None, &version).await
 }
 
 async fn federal_export(
@@ -1099,15 +1109,21 @@ async fn federal_export(
     Query(query): Query<DashQuery>,
 ) -> AppResult<Response> {
     let scope = WeeklyScope::of(&viewer);
-    download(&state, c, &viewer, query, None, &scope).await
+    let version = version(&state).await?;
+    download(&state, c, &viewer, query, None, &scope, &version).await
 }
 
 /// The region of a region's page or file: out of scope (or unknown) is 404.
-async fn region_of(state: &AppState, scope: &WeeklyScope, code: &str) -> AppResult<RegionRow> {
+async fn region_of(
+    state: &AppState,
+    scope: &WeeklyScope,
+    code: &str,
+    version: &Version,
+) -> AppResult<RegionName> {
     if !scope.sees_region(code) {
         return Err(AppError::NotFound);
     }
-    regions_in(state, scope)
+    regions_in(state, scope, version.get(1).copied().flatten())
         .await?
         .into_iter()
         .find(|r| r.code == code)
@@ -1122,8 +1138,9 @@ async fn region_page(
     Query(query): Query<DashQuery>,
 ) -> AppResult<Response> {
     let scope = WeeklyScope::of(&viewer);
-    let region = region_of(&state, &scope, &code).await?;
-    respond(&state, c, query, Some(&region), &scope, None).await
+    let version = version(&state).await?;
+    let region = region_of(&state, &scope, &code, &version).await?;
+    respond(&state, c, query, Some(&region), &scope, None, &version).await
 }
 
 async fn region_export(
@@ -1134,8 +1151,9 @@ async fn region_export(
     Query(query): Query<DashQuery>,
 ) -> AppResult<Response> {
     let scope = WeeklyScope::of(&viewer);
-    let region = region_of(&state, &scope, &code).await?;
-    download(&state, c, &viewer, query, Some(&region), &scope).await
+    let version = version(&state).await?;
+    let region = region_of(&state, &scope, &code, &version).await?;
+    download(&state, c, &viewer, query, Some(&region), &scope, &version).await
 }
 
 #[cfg(test)]
