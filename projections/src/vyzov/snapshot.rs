@@ -532,6 +532,48 @@ impl Snapshot {
         self.cells
     }
 
+    /// About how many bytes its vectors take (what the server's memory grows by while it
+    /// is held; maps and names are a few kilobytes more).
+    pub fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        let days: usize = self
+            .days
+            .values()
+            .map(|d| {
+                d.days.capacity() * size_of::<Date>()
+                    + d.counters.capacity() * size_of::<[i32; N]>()
+            })
+            .sum();
+        let late: usize = self
+            .regions
+            .values()
+            .map(|r| {
+                r.cells.capacity() * size_of::<Late>()
+                    + r.coarse.capacity() * size_of::<[i64; N]>()
+                    + (r.starts.capacity() + r.by_rec.capacity()) * size_of::<u32>()
+            })
+            .sum();
+        let aid: usize = self
+            .aid
+            .values()
+            .map(|(d, t)| {
+                d.capacity() * size_of::<Date>() + t.capacity() * size_of::<AidCounters>()
+            })
+            .sum::<usize>()
+            + self.aid_late.capacity() * size_of::<((String, String), Date, Date, AidCounters)>();
+        let municipalities: usize = self
+            .municipalities
+            .values()
+            .flat_map(HashMap::values)
+            .map(|m| {
+                m.months.capacity() * size_of::<i32>()
+                    + m.totals.capacity() * size_of::<[i32; N]>()
+                    + m.changes.capacity() * size_of::<Change>()
+            })
+            .sum();
+        days + late + aid + municipalities
+    }
+
     /// As [`super::region_figures_of`]: each of `days`' counters per region (of `region`
     /// only, if given), as known now (`known`: None) or as known on `known`. Every day must
     /// be on or before `known` (a later day is not known on `known` at all).
@@ -715,6 +757,7 @@ impl Held {
             match loaded {
                 Ok(s) => tracing::info!(
                     cells = s.cells(),
+                    megabytes = s.bytes() / 1_000_000,
                     seconds = took.as_secs_f64(),
                     "vyzov: the regions' figures loaded into memory"
                 ),
