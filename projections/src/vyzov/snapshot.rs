@@ -1,6 +1,8 @@
-//! The regions' figures from memory: the projection's `region_day` (every region's running
-//! totals, day by day, as known now) and its late facts (grain 5: effective day, recording
-//! day), held as one snapshot of the projection at one `vyzov.written`.
+//! The regions', municipalities' and aid's figures from memory: the projection's
+//! `region_day` (every region's running totals, day by day, as known now), its late facts
+//! (grain 5: effective day, recording day), the municipalities' months and days
+//! ([`MunicipalityDays`]) and aid's days and late facts, held as one snapshot of the
+//! projection at one `vyzov.written`.
 //!
 //! A day D as known now is its row (the horizon's row for a later day). As known on K
 //! (D ≤ K), it is that row less the late facts effective on D or before and recorded after
@@ -11,7 +13,8 @@
 //! reads the projection's tables (through the figure cache) as before. It is loaded in the
 //! background once the projection has not written for [`QUIET`]: under a steady stream of
 //! writes the tables answer, and nothing is loaded again and again. At national scale it
-//! holds about 370,000 days and 470,000 late cells (some 70 MB).
+//! holds about 370,000 days, 470,000 late cells, 230,000 municipality months and two
+//! million municipality day changes (some 105 MB by its vectors).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -365,8 +368,9 @@ fn municipality<'a>(
 }
 
 impl Snapshot {
-    /// Reads the late facts and `vyzov.written` in one repeatable-read transaction, so the
-    /// snapshot is exactly the projection at that `written`. Cells recorded on or before
+    /// Reads the regions' days and late facts, the municipalities, aid and `vyzov.written`
+    /// in one repeatable-read transaction, so the snapshot is exactly the projection at
+    /// that `written`. Cells recorded on or before
     /// [`FIRST_KNOWN_MONTH`] are left out: nothing is asked as known before it.
     pub async fn load(pool: &PgPool) -> Result<Snapshot, sqlx::Error> {
         let mut tx = pool.begin().await?;
