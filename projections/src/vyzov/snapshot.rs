@@ -539,41 +539,31 @@ impl Snapshot {
     /// About how many bytes its vectors take (what the server's memory grows by while it
     /// is held; maps and names are a few kilobytes more).
     pub fn bytes(&self) -> usize {
-        use std::mem::size_of;
+        /// What a vector's allocation takes.
+        fn held<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
         let days: usize = self
             .days
             .values()
-            .map(|d| {
-                d.days.capacity() * size_of::<Date>()
-                    + d.counters.capacity() * size_of::<[i32; N]>()
-            })
+            .map(|d| held(&d.days) + held(&d.counters))
             .sum();
         let late: usize = self
             .regions
             .values()
-            .map(|r| {
-                r.cells.capacity() * size_of::<Late>()
-                    + r.coarse.capacity() * size_of::<[i64; N]>()
-                    + (r.starts.capacity() + r.by_rec.capacity()) * size_of::<u32>()
-            })
+            .map(|r| held(&r.cells) + held(&r.coarse) + held(&r.starts) + held(&r.by_rec))
             .sum();
         let aid: usize = self
             .aid
             .values()
-            .map(|(d, t)| {
-                d.capacity() * size_of::<Date>() + t.capacity() * size_of::<AidCounters>()
-            })
+            .map(|(d, t)| held(d) + held(t))
             .sum::<usize>()
-            + self.aid_late.capacity() * size_of::<((String, String), Date, Date, AidCounters)>();
+            + held(&self.aid_late);
         let municipalities: usize = self
             .municipalities
             .values()
             .flat_map(HashMap::values)
-            .map(|m| {
-                m.months.capacity() * size_of::<i32>()
-                    + m.totals.capacity() * size_of::<[i32; N]>()
-                    + m.changes.capacity() * size_of::<Change>()
-            })
+            .map(|m| held(&m.months) + held(&m.totals) + held(&m.changes))
             .sum();
         days + late + aid + municipalities
     }
