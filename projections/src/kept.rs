@@ -2,16 +2,14 @@
 //! changed: the dashboards' figures (`vyzov.written`, the projections' checkpoints).
 //!
 //! Each kind of answer keeps the version it was read at. A page asks with the version it read
-//! first (one primary-key read): a different version forgets everything kept, and an answer
-//! read meanwhile is kept only under the version it was asked at. So an answer is never
-//! older than the version a page saw. At most `capacity` answers; full, it starts again.
+//! first (`stamps::Stamps`, kept in memory while nothing moves): a different version forgets
+//! everything kept, and an answer read meanwhile is kept only under the version it was asked
+//! at. So an answer is never older than the version a page saw. At most `capacity` answers;
+//! full, it starts again.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use sqlx::PgPool;
-use time::OffsetDateTime;
 
 pub struct Kept<W, K, V> {
     capacity: usize,
@@ -55,25 +53,6 @@ impl<W: PartialEq + Clone, K: Eq + Hash, V> Kept<W, K, V> {
     fn lock(&self) -> MutexGuard<'_, Held<W, K, V>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// When each of the projections `names` last moved (its checkpoint), in that order; a
-/// projection without a checkpoint is `None`. A write to a projection's tables and its
-/// checkpoint are one transaction, so these change whenever what they hold may have.
-pub async fn checkpoints(
-    pool: &PgPool,
-    names: &[&str],
-) -> Result<Vec<Option<OffsetDateTime>>, sqlx::Error> {
-    let rows: Vec<(String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT name, updated_at FROM public.projection_checkpoint WHERE name = ANY($1)",
-    )
-    .bind(names)
-    .fetch_all(pool)
-    .await?;
-    Ok(names
-        .iter()
-        .map(|n| rows.iter().find(|(name, _)| name == n).map(|(_, at)| *at))
-        .collect())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod persons;
 pub mod reference;
 mod runner;
 pub mod signals;
+pub mod stamps;
 pub mod stream_head;
 pub mod vyzov;
 pub mod weekly;

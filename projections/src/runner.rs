@@ -247,6 +247,7 @@ async fn step_into(
     let batch = apply_batch(&mut tx, projection, checkpoint, schema, limit).await?;
     if batch.applied > 0 {
         tx.commit().await?;
+        crate::stamps::moved(pool);
     } else {
         tx.rollback().await?;
     }
@@ -556,6 +557,7 @@ pub async fn rebuild(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    crate::stamps::moved(pool);
     Ok(RebuildReport {
         events,
         seconds: started.elapsed().as_secs_f64(),

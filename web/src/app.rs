@@ -79,6 +79,9 @@ pub struct AppState {
     pub vyzov_pages: Arc<crate::pages::vyzov_dash::BodyCache>,
     /// Signed-in users loaded in the last second (see [`auth::Users`]).
     pub signed_in: Arc<auth::Users>,
+    /// Where the read models stand (checkpoints, `vyzov.written`), kept while nothing moves
+    /// (see [`opora_projections::stamps`]).
+    pub stamps: Arc<opora_projections::stamps::Stamps>,
 }
 
 /// Sessions kept in memory at most (the least recently used leave first).
@@ -117,6 +120,7 @@ impl Application {
             )),
             names: Arc::default(),
             signed_in: Arc::default(),
+            stamps: Arc::new(opora_projections::stamps::Stamps::new(log.pool().clone())),
             vyzov_pages: Arc::new(opora_projections::kept::Kept::new(
                 crate::pages::vyzov_dash::BODIES,
             )),
@@ -241,6 +245,7 @@ async fn settle_after_write(
     let Some(limit) = state.config.settle_writes else {
         if changes {
             state.signed_in.forget();
+            state.stamps.forget();
         }
         return response;
     };
@@ -261,6 +266,7 @@ async fn settle_after_write(
     // next request of every user loads them again, from projections that now have it.
     if changes {
         state.signed_in.forget();
+        state.stamps.forget();
     }
     response
 }

@@ -577,14 +577,16 @@ impl Snapshot {
         known: Option<Date>,
         region: Option<&str>,
     ) -> Vec<HashMap<String, Counters>> {
+        let held: Vec<(&String, &RegionDays)> = match region {
+            Some(r) => self.days.get_key_value(r).into_iter().collect(),
+            None => self.days.iter().collect(),
+        };
         let now = days
             .iter()
             .map(|day| {
                 let day = self.horizon.map_or(*day, |h| h.min(*day));
-                self.days
-                    .iter()
-                    .filter(|(code, _)| region.is_none_or(|r| r == code.as_str()))
-                    .filter_map(|(code, held)| Some((code.clone(), held.on(day)?)))
+                held.iter()
+                    .filter_map(|(code, held)| Some(((*code).clone(), held.on(day)?)))
                     .collect()
             })
             .collect();
@@ -664,10 +666,11 @@ impl Snapshot {
         order.sort_by_key(|i| days[*i]);
         let sorted: Vec<Date> = order.iter().map(|i| days[*i]).collect();
         let mut late = vec![[0_i64; N]; sorted.len()];
-        for (code, facts) in &self.regions {
-            if region.is_some_and(|r| r != code) {
-                continue;
-            }
+        let held: Vec<(&String, &RegionLate)> = match region {
+            Some(r) => self.regions.get_key_value(r).into_iter().collect(),
+            None => self.regions.iter().collect(),
+        };
+        for (code, facts) in held {
             late.iter_mut().for_each(|l| *l = [0; N]);
             facts.recorded_after(known, &sorted, &mut late);
             for (place, day) in order.iter().enumerate() {

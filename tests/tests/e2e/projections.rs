@@ -600,3 +600,68 @@ async fn a_notify_from_another_process_wakes_the_runner_long_before_the_poll() {
         task.await.unwrap();
     }
 }
+
+/// Waits (up to 5 s) until `done` holds.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The marks a server keeps (`opora_projections::stamps`): read once while nothing moves;
+/// read again at once after a batch of this process's runner or after `forget`; a move
+/// committed by another process shows once the marks are `KEPT_FOR` old.
+#[tokio::test]
+async fn kept_marks_follow_every_move_of_a_checkpoint() {
+    use opora_projections::stamps::{Marks, Stamps, KEPT_FOR};
+    let db = TestDb::new().await;
+    let other = db.other_process().await;
+    let stamps = Stamps::new(db.pool.clone());
+    let kept = stamps.current().await.unwrap();
+    assert_eq!(*kept, Marks::read(&db.pool).await.unwrap());
+    // Nothing moved: the same marks, not read again.
+    assert!(Arc::ptr_eq(&kept, &stamps.current().await.unwrap()));
+    let reference = kept.checkpoint("reference");
+
+    // A batch of this process's runner: the next call has it, without waiting.
+    CommandBus::<Region>::new(db.log.clone(), ())
+        .execute(
+            "55",
+            register_region("55", "Омская область"),
+            &CommandMeta::new("t"),
+        )
+        .await
+        .unwrap();
+    let runner = Runner::new(db.log.clone(), RunnerConfig::default());
+    runner.catch_up(&ReferenceProjection::new()).await.unwrap();
+    let after_batch = stamps.current().await.unwrap();
+    assert_ne!(after_batch.checkpoint("reference"), reference);
+    assert_eq!(*after_batch, Marks::read(&db.pool).await.unwrap());
+
+    // Another process moves a checkpoint: kept marks are used for at most KEPT_FOR.
+    let moved_by_other = || async {
+        sqlx::query(
+            "UPDATE projection_checkpoint SET updated_at = updated_at + interval '1 second' \
+              WHERE name = 'reference'",
+        )
+        .execute(other.pool())
+        .await
+        .unwrap();
+        Marks::read(other.pool()).await.unwrap()
+    };
+    let moved_at = std::time::Instant::now();
+    let wanted = moved_by_other().await;
+    assert_ne!(wanted, *after_batch);
+    until("the other process's move shown", async || {
+        *stamps.current().await.unwrap() == wanted
+    })
+    .await;
+    assert!(moved_at.elapsed() < KEPT_FOR * 4);
+
+    // Forgotten (after a request that may write): the next call reads them.
+    let wanted = moved_by_other().await;
+    stamps.forget();
+    assert_eq!(*stamps.current().await.unwrap(), wanted);
+}

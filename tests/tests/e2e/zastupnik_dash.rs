@@ -878,7 +878,7 @@ async fn the_dashboard_equals_a_computation_from_the_log_in_every_table_and_file
     let signals_page = analyst.get(federal).await;
     let total = count_signals(signals.iter());
     assert!(signals_page.body.contains(&format!(
-        "<td class=\"num\">{}</td>",
+        "<td>{}</td>",
         opora_web::pages::weekly::thousands(total.signals)
     )));
     // The print layout: no site navigation, no file links.

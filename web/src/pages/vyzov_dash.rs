@@ -312,8 +312,8 @@ pub async fn region_names(
     Ok(state.names.regions.put(&reference, (), regions))
 }
 
-/// The moment a page shows: `vyzov.written` and the `reference` projection's checkpoint,
-/// read in one statement, and the regions as of the latter.
+/// The moment a page shows: `vyzov.written` and the `reference` projection's checkpoint
+/// (as they stand: [`AppState::stamps`]), and the regions as of the latter.
 pub struct Moment {
     written: Option<OffsetDateTime>,
     reference: Option<OffsetDateTime>,
@@ -322,14 +322,8 @@ pub struct Moment {
 
 impl Moment {
     pub async fn read(state: &AppState) -> AppResult<Moment> {
-        let pool = state.log.pool();
-        let (written, reference): (Option<OffsetDateTime>, Option<OffsetDateTime>) =
-            sqlx::query_as(
-                "SELECT (SELECT at FROM vyzov.written), (SELECT updated_at \
-                   FROM public.projection_checkpoint WHERE name = 'reference')",
-            )
-            .fetch_one(pool)
-            .await?;
+        let marks = state.stamps.current().await?;
+        let (written, reference) = (marks.written(), marks.checkpoint("reference"));
         let regions = region_names(state, reference).await?;
         Ok(Moment {
             written,
@@ -1005,8 +999,8 @@ fn nice_step(max: i64) -> i64 {
 // Handlers
 
 /// The page's words (the body is the same for every viewer: no chrome in it).
-struct Words {
-    tr: Tr,
+pub(crate) struct Words {
+    pub(crate) tr: Tr,
 }
 
 /// Everything under the page's header: the dates, the tables and the chart.
@@ -1031,8 +1025,14 @@ struct DashBody {
 
 /// A page's body, rendered (askama escaped every value in it).
 pub struct Body {
-    title: String,
-    html: String,
+    pub(crate) title: String,
+    pub(crate) html: String,
+}
+
+impl Body {
+    pub(crate) fn new(title: String, html: String) -> Self {
+        Body { title, html }
+    }
 }
 
 /// Today's pages (no date asked) already rendered: the same for every viewer of the same
@@ -1140,12 +1140,11 @@ async fn render(
         }
         .into_response());
     }
-    let rendered = Body {
-        title: body.title.clone(),
-        html: body
-            .render()
+    let rendered = Body::new(
+        body.title.clone(),
+        body.render()
             .map_err(|e| AppError::Unexpected(anyhow::anyhow!("rendering the dashboard: {e}")))?,
-    };
+    );
     let body = match key {
         Some(key) => state.vyzov_pages.put(&version, key, rendered),
         None => Arc::new(rendered),

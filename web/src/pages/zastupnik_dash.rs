@@ -20,7 +20,7 @@
 //! analyst or curator reads that region; another region's page answers 404.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -43,7 +43,7 @@ use crate::error::{AppError, AppResult};
 use crate::export;
 use crate::i18n::{local_time, today_in, Lang, Tr};
 use crate::pages::signal_kpi::{duration_text, percent_text};
-use crate::pages::vyzov_dash::RegionName;
+use crate::pages::vyzov_dash::{Body, RegionName, Words};
 use crate::pages::weekly::{chart, thousands, Chart, TrendPoint, WeeklyScope};
 use crate::pages::Refusal;
 use crate::AppState;
@@ -344,6 +344,9 @@ pub struct Dashboard {
     pub tables: Vec<Table>,
     pub chart: Chart,
     pub notes: Vec<String>,
+    /// The page's body (under its form), rendered by the first page that shows it: the
+    /// same for every viewer of this dashboard (see [`DashKey`]).
+    pub page: OnceLock<Body>,
 }
 
 fn week_facts(tr: Tr, d: &Dates, week: &RegionWeek, expected: i64) -> Vec<Fact> {
@@ -653,6 +656,7 @@ async fn federal(
         chart: trend_chart(tr, &trend),
         notes: notes(tr, d, signal_total.drills),
         tables,
+        page: OnceLock::new(),
     })
 }
 
@@ -822,6 +826,7 @@ async fn regional(
         chart: trend_chart(tr, &trend),
         notes: notes(tr, d, signal_total.drills),
         tables,
+        page: OnceLock::new(),
     })
 }
 
@@ -833,9 +838,13 @@ pub type DashCache = Kept<Version, DashKey, Dashboard>;
 /// The checkpoints of `zastupnik` and `reference`, in that order.
 pub type Version = Vec<Option<OffsetDateTime>>;
 
-/// What a page is of: the checkpoints, one read.
+/// What a page is of: the checkpoints as they stand ([`AppState::stamps`]).
 async fn version(state: &AppState) -> AppResult<Version> {
-    Ok(opora_projections::kept::checkpoints(state.log.pool(), &["zastupnik", "reference"]).await?)
+    let marks = state.stamps.current().await?;
+    Ok(vec![
+        marks.checkpoint("zastupnik"),
+        marks.checkpoint("reference"),
+    ])
 }
 
 /// What a dashboard depends on besides the projections.
@@ -881,11 +890,25 @@ async fn dashboard(
 // ---------------------------------------------------------------------------------------
 // Pages and files
 
+/// The figures under the page's form: the same for every viewer (no chrome in them).
+#[derive(Template)]
+#[template(path = "monitoring/zastupnik_body.html")]
+struct DashBody<'a> {
+    c: Words,
+    d: &'a Dashboard,
+    action: &'a str,
+    query: &'a str,
+    /// Always false: the print layout includes the body itself.
+    print: bool,
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "monitoring/zastupnik.html")]
-struct DashPage {
+struct DashPage<'a> {
     c: Chrome,
-    d: Arc<Dashboard>,
+    d: &'a Dashboard,
+    /// `d`'s body, rendered (askama escaped every value in it).
+    body: &'a Body,
     error: Option<String>,
     action: String,
     na: String,
@@ -893,8 +916,6 @@ struct DashPage {
     po: String,
     izvestno: String,
     query: String,
-    /// Always false here: the print layout is `DashPrint`.
-    print: bool,
     as_of: String,
 }
 
@@ -965,17 +986,35 @@ async fn respond(
         }
         .into_response());
     }
+    let query_string = query_string(&d);
+    let body = match dashboard.page.get() {
+        Some(body) => body,
+        None => {
+            let html = DashBody {
+                c: Words { tr },
+                d: &dashboard,
+                action: &action,
+                query: &query_string,
+                print: false,
+            }
+            .render()
+            .map_err(|e| AppError::Unexpected(anyhow::anyhow!("rendering the dashboard: {e}")))?;
+            dashboard
+                .page
+                .get_or_init(|| Body::new(dashboard.title.clone(), html))
+        }
+    };
     let page = DashPage {
         as_of: as_of_line(tr, &d),
-        d: dashboard,
+        d: &dashboard,
+        body,
         error: refusal.as_ref().map(|r| r.message.clone()),
         action,
         na: d.on.to_string(),
         s: d.from.to_string(),
         po: d.to.to_string(),
         izvestno: d.known.map(|k| k.to_string()).unwrap_or_default(),
-        query: query_string(&d),
-        print: false,
+        query: query_string,
         c,
     };
     let status = if refusal.is_some() {
