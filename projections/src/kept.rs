@@ -2,7 +2,7 @@
 //! changed: the dashboards' figures (`vyzov.written`, the projections' checkpoints).
 //!
 //! Each kind of answer keeps the version it was read at. A page asks with the version it read
-//! first (`stamps::Stamps`, kept in memory while nothing moves): a different version forgets
+//! first (`stamps::Stamps`, kept in memory for up to a second): a different version forgets
 //! everything kept, and an answer read meanwhile is kept only under the version it was asked
 //! at. So an answer is never older than the version a page saw. At most `capacity` answers;
 //! full, it starts again.

@@ -79,8 +79,8 @@ pub struct AppState {
     pub vyzov_pages: Arc<crate::pages::vyzov_dash::BodyCache>,
     /// Signed-in users loaded in the last second (see [`auth::Users`]).
     pub signed_in: Arc<auth::Users>,
-    /// Where the read models stand (checkpoints, `vyzov.written`), kept while nothing moves
-    /// (see [`opora_projections::stamps`]).
+    /// Where the read models stand (checkpoints, `vyzov.written`), kept for up to a second
+    /// while this process's runners do not move (see [`opora_projections::stamps`]).
     pub stamps: Arc<opora_projections::stamps::Stamps>,
 }
 
