@@ -242,24 +242,19 @@ async fn settle_after_write(
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     );
     let response = next.run(request).await;
-    let Some(limit) = state.config.settle_writes else {
-        if changes {
-            state.signed_in.forget();
-            state.stamps.forget();
-        }
-        return response;
-    };
     // A redirect to the login (no session, or a form sent after it ended) wrote nothing.
     let to_login = response
         .headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|to| to.starts_with("/vhod"));
-    if write && !to_login && response.status() == axum::http::StatusCode::SEE_OTHER {
-        match opora_projections::settled(state.log.pool(), limit).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!("projections still behind after a write's redirect"),
-            Err(error) => tracing::debug!(%error, "could not wait for the projections"),
+    if let Some(limit) = state.config.settle_writes {
+        if write && !to_login && response.status() == axum::http::StatusCode::SEE_OTHER {
+            match opora_projections::settled(state.log.pool(), limit).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("projections still behind after a write's redirect"),
+                Err(error) => tracing::debug!(%error, "could not wait for the projections"),
+            }
         }
     }
     // Whatever it changed (an account blocked, a role, a password, sessions ended), the

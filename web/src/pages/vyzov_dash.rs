@@ -1029,12 +1029,6 @@ pub struct Body {
     pub(crate) html: String,
 }
 
-impl Body {
-    pub(crate) fn new(title: String, html: String) -> Self {
-        Body { title, html }
-    }
-}
-
 /// Today's pages (no date asked) already rendered: the same for every viewer of the same
 /// regions and language, kept until `vyzov.written` or the `reference` checkpoint moves.
 pub type BodyCache = Kept<(Option<OffsetDateTime>, Option<OffsetDateTime>), BodyKey, Body>;
@@ -1140,11 +1134,12 @@ async fn render(
         }
         .into_response());
     }
-    let rendered = Body::new(
-        body.title.clone(),
-        body.render()
+    let rendered = Body {
+        title: body.title.clone(),
+        html: body
+            .render()
             .map_err(|e| AppError::Unexpected(anyhow::anyhow!("rendering the dashboard: {e}")))?,
-    );
+    };
     let body = match key {
         Some(key) => state.vyzov_pages.put(&version, key, rendered),
         None => Arc::new(rendered),

@@ -836,15 +836,12 @@ async fn regional(
 pub type DashCache = Kept<Version, DashKey, Dashboard>;
 
 /// The checkpoints of `zastupnik` and `reference`, in that order.
-pub type Version = Vec<Option<OffsetDateTime>>;
+pub type Version = (Option<OffsetDateTime>, Option<OffsetDateTime>);
 
 /// What a page is of: the checkpoints as they stand ([`AppState::stamps`]).
 async fn version(state: &AppState) -> AppResult<Version> {
     let marks = state.stamps.current().await?;
-    Ok(vec![
-        marks.checkpoint("zastupnik"),
-        marks.checkpoint("reference"),
-    ])
+    Ok((marks.checkpoint("zastupnik"), marks.checkpoint("reference")))
 }
 
 /// What a dashboard depends on besides the projections.
@@ -882,7 +879,7 @@ async fn dashboard(
     }
     let built = match region {
         Some(region) => regional(state, tr, region, d).await?,
-        None => federal(state, tr, scope, d, version.get(1).copied().flatten()).await?,
+        None => federal(state, tr, scope, d, version.1).await?,
     };
     Ok(state.zastupnik.put(version, key, built))
 }
@@ -999,9 +996,10 @@ async fn respond(
             }
             .render()
             .map_err(|e| AppError::Unexpected(anyhow::anyhow!("rendering the dashboard: {e}")))?;
-            dashboard
-                .page
-                .get_or_init(|| Body::new(dashboard.title.clone(), html))
+            dashboard.page.get_or_init(|| Body {
+                title: dashboard.title.clone(),
+                html,
+            })
         }
     };
     let page = DashPage {
@@ -1162,10 +1160,11 @@ async fn region_of(
     if !scope.sees_region(code) {
         return Err(AppError::NotFound);
     }
-    regions_in(state, scope, version.get(1).copied().flatten())
+    crate::pages::vyzov_dash::region_names(state, version.1)
         .await?
-        .into_iter()
+        .iter()
         .find(|r| r.code == code)
+        .cloned()
         .ok_or(AppError::NotFound)
 }
 
